@@ -1,0 +1,265 @@
+//! Server configuration: `config.toml`, then environment variables (as the
+//! orchestrator sets them), then command-line flags, each overriding the last.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// Why the configuration cannot be used. Each variant renders as one line
+/// naming the file (or variable) and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: line {line}: {message}")]
+    Syntax { file: PathBuf, line: usize, message: String },
+    #[error("{file}: key `{key}`: {message}")]
+    Key { file: PathBuf, key: String, message: String },
+    #[error("{file}: missing required key `{key}`")]
+    Missing { file: PathBuf, key: &'static str },
+    #[error("environment variable {var}: {message}")]
+    Env { var: &'static str, message: String },
+}
+
+/// The keys of `config.toml`; unknown keys are an error, not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    domain: Option<String>,
+    server_name: Option<String>,
+    server_uid: Option<String>,
+    server_package_id: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    nodes_path: Option<PathBuf>,
+    auto_watch: Option<bool>,
+    watch_debounce_time: Option<u64>,
+    max_concurrent_executions: Option<usize>,
+}
+
+/// Overrides given on the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub nodes_path: Option<PathBuf>,
+}
+
+/// Who this server is, as sent in `GET /` and the handshake.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub domain: String,
+    pub server_name: String,
+    pub server_uid: String,
+    pub server_package_id: String,
+    pub nanocore_http_endpoint: String,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub identity: Identity,
+    pub host: String,
+    pub port: u16,
+    pub nodes_path: PathBuf,
+    pub auto_watch: bool,
+    pub watch_debounce: Duration,
+    pub max_concurrent_executions: usize,
+}
+
+impl Config {
+    /// Reads `file`, applies the process environment and `overrides`.
+    pub fn load(file: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, file, |var| std::env::var(var).ok(), overrides)
+    }
+
+    /// Builds the configuration from TOML text; `env` looks up environment
+    /// variables (injected so tests need not touch the process environment).
+    pub fn from_toml(
+        text: &str,
+        file: &Path,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let parsed = parse(text, file)?;
+        let env_port = match env("PORT") {
+            Some(port) => Some(port.trim().parse::<u16>().map_err(|e| ConfigError::Env {
+                var: "PORT",
+                message: format!("`{port}` is not a port number: {e}"),
+            })?),
+            None => None,
+        };
+        let server_uid = env("SERVER_UID")
+            .or(parsed.server_uid)
+            .filter(|uid| !uid.trim().is_empty())
+            .ok_or_else(|| ConfigError::Missing {
+                file: file.to_owned(),
+                key: "server_uid",
+            })?;
+        let server_name = env("SERVER_DISPLAY_NAME")
+            .or(parsed.server_name)
+            .unwrap_or_else(|| server_uid.clone());
+        let server_package_id = env("SERVER_PACKAGE_ID")
+            .or(parsed.server_package_id)
+            .unwrap_or_else(|| server_uid.clone());
+        let identity = Identity {
+            domain: env("DOMAIN")
+                .or(parsed.domain)
+                .unwrap_or_else(|| "local.nanograph".to_owned()),
+            server_name,
+            server_uid,
+            server_package_id,
+            nanocore_http_endpoint: env("NANOCORE_HTTP_ENDPOINT").unwrap_or_default(),
+        };
+
+        let base = file.parent().unwrap_or(Path::new("."));
+        let nodes_path = overrides
+            .nodes_path
+            .clone()
+            .unwrap_or_else(|| base.join(parsed.nodes_path.unwrap_or_else(|| PathBuf::from("nodes"))));
+        let max_concurrent_executions = parsed
+            .max_concurrent_executions
+            .unwrap_or_else(default_concurrency);
+        if max_concurrent_executions == 0 {
+            return Err(ConfigError::Key {
+                file: file.to_owned(),
+                key: "max_concurrent_executions".to_owned(),
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(Self {
+            identity,
+            host: overrides
+                .host
+                .clone()
+                .or(parsed.host)
+                .unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port: overrides.port.or(env_port).or(parsed.port).unwrap_or(3017),
+            nodes_path,
+            auto_watch: parsed.auto_watch.unwrap_or(true),
+            watch_debounce: Duration::from_millis(parsed.watch_debounce_time.unwrap_or(500)),
+            max_concurrent_executions,
+        })
+    }
+
+    /// The address to listen on, accepting bare IPv6 addresses too.
+    pub fn listen_address(&self) -> String {
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
+            _ => format!("{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// A small multiple of the cores: nodes often wait on I/O or sleep.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
+}
+
+fn parse(text: &str, file: &Path) -> Result<FileConfig, ConfigError> {
+    let syntax_error = |err: toml::de::Error| {
+        let line = err
+            .span()
+            .map_or(0, |span| text[..span.start.min(text.len())].lines().count().max(1));
+        ConfigError::Syntax {
+            file: file.to_owned(),
+            line,
+            message: err.message().trim().to_owned(),
+        }
+    };
+    let deserializer = toml::Deserializer::parse(text).map_err(syntax_error)?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let key = err.path().to_string();
+        let message = err.inner().message().trim().to_owned();
+        if key == "." {
+            // Unknown or missing keys are reported at the top level; the
+            // message names the key.
+            ConfigError::Key {
+                file: file.to_owned(),
+                key: key_in_message(&message).unwrap_or_default(),
+                message,
+            }
+        } else {
+            ConfigError::Key {
+                file: file.to_owned(),
+                key,
+                message,
+            }
+        }
+    })
+}
+
+/// The first `quoted` word of a serde message such as "unknown field `prot`".
+fn key_in_message(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_toml(
+            text,
+            Path::new("/srv/nano/config.toml"),
+            |var| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_and_relative_nodes_path() {
+        let config = load(r#"server_uid = "s""#, &[]).unwrap();
+        assert_eq!(config.port, 3017);
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.nodes_path, Path::new("/srv/nano/nodes"));
+        assert_eq!(config.identity.server_name, "s");
+        assert!(config.auto_watch);
+        assert_eq!(config.watch_debounce, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let config = load(
+            "server_uid = \"s\"\nport = 1\ndomain = \"d\"",
+            &[("PORT", "4000"), ("DOMAIN", "env.d"), ("SERVER_DISPLAY_NAME", "Env Name")],
+        )
+        .unwrap();
+        assert_eq!(config.port, 4000);
+        assert_eq!(config.identity.domain, "env.d");
+        assert_eq!(config.identity.server_name, "Env Name");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load("port = \"x\"\nserver_uid = \"s\"", &[]).unwrap_err().to_string();
+        assert!(err.contains("`port`"), "{err}");
+        let err = load("server_uid = \"s\"\nprot = 1", &[]).unwrap_err().to_string();
+        assert!(err.contains("`prot`"), "{err}");
+        let err = load("port = 1", &[]).unwrap_err().to_string();
+        assert!(err.contains("`server_uid`"), "{err}");
+        let err = load("server_uid = \"s\"", &[("PORT", "http")]).unwrap_err().to_string();
+        assert!(err.contains("PORT"), "{err}");
+        for err in [
+            load("server_uid = ", &[]).unwrap_err().to_string(),
+            load("server_uid = \"s\"\nmax_concurrent_executions = 0", &[]).unwrap_err().to_string(),
+        ] {
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Where a node is executed: admission, the concurrency limit, the abort
+//! flags, and the order of statuses (`running`, the node's own, then exactly
+//! one `complete` or `error`).
+//!
+//! Transport-agnostic: the caller hands in a [`StatusSink`] and gets every
+//! status of the execution through it.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    sabi_types::RRef,
+    std_types::RStr,
+};
+use nano_plugin_abi::ffi::{ExecuteCall, HostCallbacks, HostCallbacks_TO};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+
+use crate::registry::{NodeHandle, NodeRegistry};
+
+/// What to run, with every JSON part already validated.
+#[derive(Debug, Clone)]
+pub struct ExecutionRequest {
+    pub instance_id: String,
+    pub node_uid: String,
+    /// JSON object.
+    pub inputs: String,
+    /// JSON array of parameter objects.
+    pub parameters: String,
+    /// JSON object, or `null`.
+    pub graph_node: String,
+}
+
+/// A NodeStatus on its way to the caller.
+#[derive(Debug, Clone)]
+pub enum Status {
+    /// A non-final status object (`running` and the node's own), as JSON.
+    Update(String),
+    /// The final success, with the outputs object.
+    Complete(Box<RawValue>),
+    /// The final failure, with the message.
+    Error(String),
+}
+
+impl Status {
+    fn running(message: &str) -> Self {
+        Self::Update(serde_json::json!({"type": "running", "message": message}).to_string())
+    }
+
+    /// The NodeStatus object as JSON.
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::Update(json) => json.clone(),
+            Self::Complete(outputs) => format!(r#"{{"type":"complete","outputs":{}}}"#, outputs.get()),
+            Self::Error(message) => serde_json::json!({"type": "error", "message": message}).to_string(),
+        }
+    }
+
+    /// Whether this status ends the execution.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Update(_))
+    }
+}
+
+/// Receives the statuses of one execution, in order.
+pub trait StatusSink: Send + Sync + 'static {
+    fn send(&self, status: Status);
+}
+
+/// The message for an execution stopped before it completed.
+pub const ABORTED: &str = "Execution aborted";
+
+/// Runs executions. One per server; cloning the `Arc` shares it.
+pub struct Executor {
+    registry: NodeRegistry,
+    permits: Arc<Semaphore>,
+    active: Mutex<HashMap<u64, Active>>,
+    next_id: AtomicU64,
+}
+
+/// An admitted execution, until its final status is sent.
+struct Active {
+    instance_id: String,
+    owner: u64,
+    state: Arc<ExecutionState>,
+}
+
+impl Executor {
+    pub fn new(registry: NodeRegistry, max_concurrent: usize) -> Arc<Self> {
+        Arc::new(Self {
+            registry,
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            active: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts an execution for `owner` (a connection id) and returns at once;
+    /// every status, the final one included, goes to `sink`.
+    pub fn start(self: &Arc<Self>, owner: u64, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
+        let Some(node) = self.registry.snapshot().get(&request.node_uid).cloned() else {
+            sink.send(Status::Error(format!(
+                "Node '{}' not found: this server does not serve a node with that uid",
+                request.node_uid
+            )));
+            return;
+        };
+        let state = Arc::new(ExecutionState {
+            aborted: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            sink,
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock_active().insert(
+            id,
+            Active {
+                instance_id: request.instance_id.clone(),
+                owner,
+                state: Arc::clone(&state),
+            },
+        );
+        let executor = Arc::clone(self);
+        tokio::spawn(async move {
+            let final_status = executor.run(node, request, &state).await;
+            state.finish(final_status);
+            executor.lock_active().remove(&id);
+        });
+    }
+
+    async fn run(&self, node: NodeHandle, request: ExecutionRequest, state: &Arc<ExecutionState>) -> Status {
+        // Waits here while `max_concurrent_executions` are running.
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return Status::Error("the server is shutting down".to_owned());
+        };
+        if state.is_aborted() {
+            return Status::Error(ABORTED.to_owned());
+        }
+        state.forward(Status::running("Starting execution..."));
+        let worker_state = Arc::clone(state);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            run_node(&node, &request, &worker_state)
+        })
+        .await;
+        if state.is_aborted() {
+            return Status::Error(ABORTED.to_owned());
+        }
+        match outcome {
+            Ok(Ok(outputs)) => match parse_outputs(outputs) {
+                Ok(outputs) => Status::Complete(outputs),
+                Err(message) => Status::Error(message),
+            },
+            Ok(Err(message)) => Status::Error(message),
+            Err(join_error) => {
+                tracing::error!(%join_error, "execution worker failed");
+                Status::Error("internal error while running the node".to_owned())
+            }
+        }
+    }
+
+    /// Aborts every execution of `instance_id`; returns how many.
+    pub fn stop_instance(&self, instance_id: &str) -> usize {
+        self.abort_where(|active| active.instance_id == instance_id)
+    }
+
+    /// Aborts every execution started by `owner` (a connection that closed).
+    pub fn abort_owner(&self, owner: u64) -> usize {
+        self.abort_where(|active| active.owner == owner)
+    }
+
+    fn abort_where(&self, matches: impl Fn(&Active) -> bool) -> usize {
+        self.lock_active()
+            .values()
+            .filter(|active| matches(active))
+            .filter(|active| !active.state.aborted.swap(true, Ordering::SeqCst))
+            .count()
+    }
+
+    /// Executions admitted and not yet finished.
+    pub fn active_count(&self) -> usize {
+        self.lock_active().len()
+    }
+
+    fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Active>> {
+        self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The shared state of one execution: its abort flag and its sink.
+struct ExecutionState {
+    aborted: AtomicBool,
+    finished: AtomicBool,
+    sink: Arc<dyn StatusSink>,
+}
+
+impl ExecutionState {
+    fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// Forwards a non-final status, unless the execution is over or aborted.
+    fn forward(&self, status: Status) {
+        if !self.is_aborted() && !self.finished.load(Ordering::SeqCst) {
+            self.sink.send(status);
+        }
+    }
+
+    /// Sends the final status, once.
+    fn finish(&self, status: Status) {
+        if !self.finished.swap(true, Ordering::SeqCst) {
+            self.sink.send(status);
+        }
+    }
+}
+
+/// The host side of the plugin's callbacks.
+impl HostCallbacks for ExecutionState {
+    fn send_status(&self, status: RStr<'_>) {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: &'a str,
+        }
+        let json = status.as_str();
+        match serde_json::from_str::<Kind<'_>>(json) {
+            Ok(Kind { kind: "idle" | "running" | "missing" }) => self.forward(Status::Update(json.to_owned())),
+            Ok(Kind { kind }) => {
+                tracing::warn!(kind, "dropped a `{kind}` status sent by a node: nodes return outputs or errors instead")
+            }
+            Err(err) => tracing::warn!(%err, "dropped a malformed status sent by a node"),
+        }
+    }
+
+    fn is_aborted(&self) -> bool {
+        ExecutionState::is_aborted(self)
+    }
+}
+
+fn run_node(node: &NodeHandle, request: &ExecutionRequest, state: &ExecutionState) -> Result<String, String> {
+    let call = ExecuteCall {
+        node_index: node.index,
+        instance_id: request.instance_id.as_str().into(),
+        inputs: request.inputs.as_str().into(),
+        parameters: request.parameters.as_str().into(),
+        graph_node: request.graph_node.as_str().into(),
+    };
+    let host = HostCallbacks_TO::from_ptr(RRef::new(state), TD_Opaque);
+    node.library.execute(call, host)
+}
+
+fn parse_outputs(outputs: String) -> Result<Box<RawValue>, String> {
+    match RawValue::from_string(outputs) {
+        Ok(raw) if raw.get().starts_with('{') => Ok(raw),
+        _ => Err("the node returned outputs that are not a JSON object".to_owned()),
+    }
+}

@@ -1,0 +1,13 @@
+//! nano-server: serves compiled node plugins over the Nano protocol.
+//!
+//! Reading order: [`config`] (what to serve), [`loader`] (plugin libraries
+//! in), [`registry`] (what is served now), [`execution`] (running a node),
+//! [`protocol`] (the wire format), [`ws`] and [`http`] (the transports).
+
+pub mod config;
+pub mod execution;
+pub mod http;
+pub mod loader;
+pub mod protocol;
+pub mod registry;
+pub mod ws;

@@ -1,0 +1,310 @@
+//! Finding plugin libraries and loading them safely.
+//!
+//! Every library is loaded from a private copy with a unique name, never
+//! from the file under `nodes/`: `dlopen` of a path already loaded returns
+//! the old code, and overwriting a mapped file corrupts the running code.
+//!
+//! Libraries are never unloaded (`dlclose`): a Rust cdylib registers
+//! thread-local destructors that run at thread exit, so unloading it while
+//! any thread has touched it is unsound. A replaced version therefore stays
+//! mapped for the life of the process.
+
+use std::{
+    ffi::OsStr,
+    fmt, fs,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use abi_stable::{
+    library::{LibHeader, LibraryError, RootModule, lib_header_from_path},
+    std_types::RResult,
+};
+use nano_plugin_abi::ffi::{ExecuteCall, HostRef, PluginModuleRef};
+use serde_json::Value;
+
+/// A library that loaded and passed every check.
+pub struct Library {
+    /// The file under `nodes_path` it was loaded from.
+    pub path: PathBuf,
+    /// The nano-plugin-abi version it was built against.
+    pub abi_version: String,
+    /// Its nodes, in the order the library lists them.
+    pub nodes: Vec<NodeInfo>,
+    module: PluginModuleRef,
+}
+
+/// One node a library exports.
+pub struct NodeInfo {
+    pub uid: String,
+    pub version: String,
+    /// The definition exactly as the plugin gave it (plus `"type": "server"`).
+    pub definition: Value,
+}
+
+impl fmt::Debug for Library {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Library")
+            .field("path", &self.path)
+            .field("abi_version", &self.abi_version)
+            .field("nodes", &self.nodes.iter().map(|n| &n.uid).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Library {
+    /// Runs node `call.node_index`; blocks until the node returns. Never
+    /// panics: the plugin side catches panics and returns them as errors.
+    pub fn execute(&self, call: ExecuteCall<'_>, host: HostRef<'_>) -> Result<String, String> {
+        match (self.module.execute())(call, host) {
+            RResult::ROk(outputs) => Ok(outputs.into_string()),
+            RResult::RErr(message) => Err(message.into_string()),
+        }
+    }
+}
+
+/// Why a file was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read or copy the file: {0}")]
+    Copy(#[source] std::io::Error),
+    #[error("not a loadable library: {0}")]
+    Open(String),
+    #[error("not a nano-server plugin: {0}")]
+    NotAPlugin(String),
+    #[error("built against nano-plugin-abi {library}, this server has {host}: {reason}")]
+    IncompatibleAbi {
+        library: String,
+        host: &'static str,
+        reason: String,
+    },
+    #[error("failed to initialise: {0}")]
+    Init(String),
+    #[error("invalid node definitions: {0}")]
+    Definitions(String),
+}
+
+/// Loads libraries from private copies in a folder owned by the server,
+/// removed when the loader is dropped.
+pub struct Loader {
+    private_dir: tempfile::TempDir,
+    next_copy: AtomicU64,
+}
+
+impl Loader {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            private_dir: tempfile::Builder::new().prefix("nano-server-").tempdir()?,
+            next_copy: AtomicU64::new(0),
+        })
+    }
+
+    /// Loads the library at `path` through a fresh private copy.
+    pub fn load(&self, path: &Path) -> Result<Library, LoadError> {
+        // Read once: the bytes checked are the bytes copied and loaded, even
+        // if the file is being rewritten meanwhile.
+        let bytes = fs::read(path).map_err(LoadError::Copy)?;
+        check_object_file(&bytes)?;
+        let copy = self.private_copy(path, &bytes)?;
+        let loaded = load_from(&copy, path);
+        // The mapping outlives the file on Unix, so the copy can go now; on
+        // other systems it stays until the private folder is removed at exit.
+        if cfg!(unix) {
+            let _ = fs::remove_file(&copy);
+        }
+        loaded
+    }
+
+    fn private_copy(&self, path: &Path, bytes: &[u8]) -> Result<PathBuf, LoadError> {
+        let n = self.next_copy.fetch_add(1, Ordering::Relaxed);
+        let name = path.file_name().unwrap_or(OsStr::new("plugin"));
+        let copy = self
+            .private_dir
+            .path()
+            .join(format!("{n}-{}", name.to_string_lossy()));
+        fs::write(&copy, bytes).map_err(LoadError::Copy)?;
+        Ok(copy)
+    }
+}
+
+/// Refuses files the dynamic loader would choke on. `dlopen` maps segments
+/// that reach past the end of a truncated file, and the first access to
+/// them kills the process with SIGBUS; so every segment must lie inside it.
+fn check_object_file(bytes: &[u8]) -> Result<(), LoadError> {
+    use object::{Object, ObjectSegment};
+    let file = object::File::parse(bytes).map_err(|e| LoadError::Open(format!("not an object file: {e}")))?;
+    for segment in file.segments() {
+        segment.data().map_err(|_| {
+            LoadError::Open(format!(
+                "truncated: a segment ends past the end of the file ({} bytes)",
+                bytes.len()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn load_from(copy: &Path, original: &Path) -> Result<Library, LoadError> {
+    let header = lib_header_from_path(copy).map_err(|err| match err {
+        LibraryError::OpenError { err, .. } => LoadError::Open(err.to_string()),
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin(
+            "it exports no root module (was it built with `nano_plugin_abi::export_nodes!`?)".to_owned(),
+        ),
+        _ => LoadError::NotAPlugin(one_line(&err)),
+    })?;
+    let module = init_module(header)?;
+    let definitions = match (module.definitions())() {
+        RResult::ROk(json) => json.into_string(),
+        RResult::RErr(message) => return Err(LoadError::Init(message.into_string())),
+    };
+    Ok(Library {
+        path: original.to_owned(),
+        abi_version: header.version_strings().version.as_str().to_owned(),
+        nodes: parse_definitions(&definitions)?,
+        module,
+    })
+}
+
+fn init_module(header: &'static LibHeader) -> Result<PluginModuleRef, LoadError> {
+    let consts = header.root_mod_consts();
+    let base_name = consts.base_name().as_str();
+    if base_name != PluginModuleRef::BASE_NAME {
+        return Err(LoadError::NotAPlugin(format!(
+            "an abi_stable library for `{base_name}`, not for nano-server"
+        )));
+    }
+    header.init_root_module::<PluginModuleRef>().map_err(|err| match err {
+        LibraryError::RootModule { .. } => LoadError::Init(one_line(&err)),
+        _ => LoadError::IncompatibleAbi {
+            library: header.version_strings().version.as_str().to_owned(),
+            host: nano_plugin_abi::ABI_VERSION,
+            reason: layout_mismatch(&err),
+        },
+    })
+}
+
+fn parse_definitions(json: &str) -> Result<Vec<NodeInfo>, LoadError> {
+    let list: Vec<Value> =
+        serde_json::from_str(json).map_err(|e| LoadError::Definitions(format!("not a JSON list: {e}")))?;
+    if list.is_empty() {
+        return Err(LoadError::Definitions("the library exports no node".to_owned()));
+    }
+    list.into_iter()
+        .map(|mut definition| {
+            let object = definition
+                .as_object_mut()
+                .ok_or_else(|| LoadError::Definitions("a definition is not an object".to_owned()))?;
+            let uid = match object.get("uid").and_then(Value::as_str) {
+                Some(uid) if !uid.trim().is_empty() => uid.to_owned(),
+                _ => return Err(LoadError::Definitions("a definition has no `uid`".to_owned())),
+            };
+            let version = object.get("version").and_then(Value::as_str).unwrap_or("").to_owned();
+            object
+                .entry("type")
+                .or_insert_with(|| Value::String("server".to_owned()));
+            Ok(NodeInfo {
+                uid,
+                version,
+                definition,
+            })
+        })
+        .collect()
+}
+
+/// abi_stable's errors span many lines; logs want one.
+fn one_line(err: &dyn fmt::Display) -> String {
+    let text = err.to_string();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines.join(" ")
+}
+
+/// The gist of an abi_stable layout report (hundreds of lines): each
+/// `Error:` with what was expected and what was found.
+fn layout_mismatch(err: &LibraryError) -> String {
+    let text = err.to_string();
+    tracing::debug!(report = %text, "full ABI check report");
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let value_after = |label: &str, from: usize| {
+        lines[from..]
+            .iter()
+            .position(|l| *l == label)
+            .and_then(|i| lines.get(from + i + 1))
+            .copied()
+            .unwrap_or("?")
+    };
+    let problems: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, line)| line.strip_prefix("Error:").map(|what| (i, what)))
+        .take(4)
+        .map(|(i, what)| {
+            format!(
+                "{what} (expected {}, found {})",
+                value_after("Expected:", i),
+                value_after("Found:", i)
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        one_line(err)
+    } else {
+        format!("layout check failed: {}", problems.join("; "))
+    }
+}
+
+/// Whether a file name is one the scanner loads: the platform's library
+/// extension, not disabled.
+pub fn is_plugin_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(OsStr::to_str) else {
+        return false;
+    };
+    let disabled = name.starts_with("disabled.") || name.contains(".disabled.");
+    !disabled && path.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION))
+}
+
+/// Every plugin file under `root`, recursively, sorted (so duplicate uids
+/// always resolve the same way). Build output folders are skipped.
+pub fn scan(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                if entry.file_name() != "target" && !entry.file_name().to_string_lossy().starts_with('.') {
+                    dirs.push(path);
+                }
+            } else if is_plugin_file(&path) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_plugin_files() {
+        let ext = std::env::consts::DLL_EXTENSION;
+        assert!(is_plugin_file(Path::new(&format!("nodes/a/libx.{ext}"))));
+        assert!(!is_plugin_file(Path::new(&format!("nodes/a/disabled.libx.{ext}"))));
+        assert!(!is_plugin_file(Path::new(&format!("nodes/a/libx.disabled.{ext}"))));
+        assert!(!is_plugin_file(Path::new("nodes/a/node.py")));
+    }
+
+    #[test]
+    fn definitions_need_a_uid_and_get_type_server() {
+        let nodes = parse_definitions(r#"[{"uid":"a","name":"A","x":1}]"#).unwrap();
+        assert_eq!(nodes[0].definition["type"], "server");
+        assert_eq!(nodes[0].definition["x"], 1);
+        assert!(parse_definitions(r#"[{"name":"A"}]"#).is_err());
+        assert!(parse_definitions("[]").is_err());
+        assert!(parse_definitions("{").is_err());
+    }
+}

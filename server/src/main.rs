@@ -1,0 +1,155 @@
+//! The `nano-server` binary: parses the command line and wires the parts.
+
+use std::{io::{IsTerminal, Write}, path::PathBuf, process::ExitCode, time::Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use nano_server::{
+    config::{Config, Overrides},
+    execution::Executor,
+    http::{self, ServerState},
+    loader::{self, Loader},
+    registry::NodeRegistry,
+};
+use tracing_subscriber::EnvFilter;
+
+/// Serves compiled node plugins over the Nano protocol.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, short, default_value = "config.toml")]
+    config: PathBuf,
+    /// Address to listen on (overrides `host`).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on (overrides `port` and $PORT); 0 picks a free one.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Folder scanned for node libraries (overrides `nodes_path`).
+    #[arg(long)]
+    nodes_path: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        host: cli.host,
+        port: cli.port,
+        nodes_path: cli.nodes_path,
+    };
+    let config = match Config::load(&cli.config, &overrides) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("nano-server: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("nano-server: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("nano-server: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let loader = Loader::new().context("cannot create the folder for private library copies")?;
+    let registry = NodeRegistry::new();
+    load_all(&loader, &registry, &config)?;
+
+    let executor = Executor::new(registry.clone(), config.max_concurrent_executions);
+    let state = ServerState::new(config.identity.clone(), registry, executor);
+    let address = config.listen_address();
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "listening");
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "nano-server listening on http://{local}")?;
+        writeln!(stdout, "[NANOSERVER_READY]")?;
+        stdout.flush()?;
+    }
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    // `loader` is dropped here, removing the private copies.
+    drop(loader);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads every library under `nodes_path` and logs what is served.
+fn load_all(loader: &Loader, registry: &NodeRegistry, config: &Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let root = &config.nodes_path;
+    let files = loader::scan(root).with_context(|| format!("cannot scan nodes_path {}", root.display()))?;
+    let mut loaded = Vec::new();
+    let mut refused = 0;
+    for path in files {
+        match loader.load(&path) {
+            Ok(library) => {
+                let uids: Vec<&str> = library.nodes.iter().map(|n| n.uid.as_str()).collect();
+                tracing::info!(library = %path.display(), abi = %library.abi_version, nodes = ?uids, "loaded");
+                loaded.push(library);
+            }
+            Err(err) => {
+                refused += 1;
+                tracing::warn!(library = %path.display(), "refused {}: {err}", path.display());
+            }
+        }
+    }
+    let libraries = loaded.len();
+    registry.insert_all(loaded);
+    let snapshot = registry.snapshot();
+    tracing::info!(
+        nodes_path = %root.display(),
+        libraries,
+        refused,
+        nodes = ?snapshot.uids,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "serving {} node(s) from {libraries} librar{}",
+        snapshot.uids.len(),
+        if libraries == 1 { "y" } else { "ies" },
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

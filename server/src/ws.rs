@@ -1,0 +1,130 @@
+//! One WebSocket connection: handshake, then requests in, statuses out.
+//!
+//! Reading and writing are separate tasks joined by a channel, so a slow
+//! execution never blocks reading the next frame, and every status of an
+//! execution reaches only the connection that asked for it.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+
+use crate::{
+    execution::{Status, StatusSink},
+    http::ServerState,
+    protocol::{self, ClientMessage},
+};
+
+/// Serves one upgraded connection until the client goes away.
+pub async fn serve(socket: WebSocket, state: ServerState) {
+    let connection = state.next_connection_id();
+    tracing::info!(connection, "WebSocket client connected");
+    let (mut sender, mut receiver) = socket.split();
+    let (outbox, mut outgoing) = mpsc::unbounded_channel::<String>();
+
+    // Subscribe before the handshake so no update can fall between the two.
+    let mut updates = state.registry.subscribe();
+    let handshake = protocol::handshake(&state.identity, &state.registry.snapshot());
+    if sender.send(Message::Text(handshake.into())).await.is_err() {
+        return;
+    }
+
+    let writer_state = state.clone();
+    let writer = tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                frame = outgoing.recv() => match frame {
+                    Some(frame) => frame,
+                    None => break,
+                },
+                update = updates.recv() => match update {
+                    Ok(snapshot) => protocol::definitions_update(&writer_state.identity, &snapshot),
+                    // Behind by several updates: the latest full list covers them.
+                    Err(RecvError::Lagged(_)) => {
+                        protocol::definitions_update(&writer_state.identity, &writer_state.registry.snapshot())
+                    }
+                    Err(RecvError::Closed) => continue,
+                },
+            };
+            if sender.send(Message::Text(frame.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    while let Some(message) = receiver.next().await {
+        match message {
+            Ok(Message::Text(text)) => dispatch(&state, connection, &outbox, text.as_str()),
+            Ok(Message::Binary(bytes)) => {
+                tracing::warn!(connection, len = bytes.len(), "ignored a binary frame: the protocol uses text frames")
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Err(err) => {
+                tracing::warn!(connection, %err, "WebSocket read failed; closing the connection");
+                break;
+            }
+        }
+    }
+
+    // Nobody is left to receive the results.
+    let aborted = state.executor.abort_owner(connection);
+    writer.abort();
+    tracing::info!(connection, aborted, "WebSocket client disconnected");
+}
+
+fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender<String>, text: &str) {
+    match protocol::decode(text) {
+        Ok(ClientMessage::RequestExecution { node_id, request }) => {
+            tracing::debug!(connection, instance = %request.instance_id, node = %request.node_uid, "request_execution");
+            let sink = ConnectionSink::new(state, outbox, &request.instance_id, &node_id);
+            state.executor.start(connection, request, sink);
+        }
+        Ok(ClientMessage::InvalidExecution {
+            instance_id,
+            node_id,
+            reason,
+        }) => {
+            tracing::warn!(connection, instance = %instance_id, "rejected request_execution: {reason}");
+            ConnectionSink::new(state, outbox, &instance_id, &node_id).send(Status::Error(reason));
+        }
+        Ok(ClientMessage::StopWorkflowInstance { instance_id }) => {
+            let aborted = state.executor.stop_instance(&instance_id);
+            tracing::info!(connection, instance = %instance_id, aborted, "stop_workflow_instance");
+            let _ = outbox.send(protocol::ack_stop(&state.identity, &instance_id, aborted));
+        }
+        Err(err) => {
+            let preview: String = text.chars().take(120).collect();
+            tracing::warn!(connection, %err, frame = %preview, "ignored a malformed frame");
+        }
+    }
+}
+
+/// Sends the statuses of one execution to its connection.
+struct ConnectionSink {
+    prefix: String,
+    outbox: mpsc::UnboundedSender<String>,
+}
+
+impl ConnectionSink {
+    fn new(
+        state: &ServerState,
+        outbox: &mpsc::UnboundedSender<String>,
+        instance_id: &str,
+        node_id: &RawValue,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            prefix: protocol::node_status_prefix(&state.identity, instance_id, node_id),
+            outbox: outbox.clone(),
+        })
+    }
+}
+
+impl StatusSink for ConnectionSink {
+    fn send(&self, status: Status) {
+        // A closed outbox means the client left; its executions are aborted.
+        let _ = self.outbox.send(protocol::node_status(&self.prefix, &status.to_json()));
+    }
+}

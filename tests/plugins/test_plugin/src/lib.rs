@@ -1,0 +1,42 @@
+//! Nodes that exist only to test the server: one that panics, one that
+//! echoes what it received, and one whose definition carries fields the
+//! protocol does not define (they must round-trip).
+
+use nano_plugin_abi::{prelude::*, serde_json::json};
+
+pub struct Panics;
+
+impl Node for Panics {
+    fn definition(&self) -> NodeDefinition {
+        NodeDefinition::new("test-panic", "Test Panic").category("Test")
+    }
+
+    fn execute(&self, _ctx: &Context) -> NodeResult {
+        panic!("deliberate test panic");
+    }
+}
+
+pub struct Echo;
+
+impl Node for Echo {
+    fn definition(&self) -> NodeDefinition {
+        NodeDefinition::new("test-echo", "Test Echo")
+            .category("Test")
+            .input(Port::new("value", "any").extra("sizeHint", "large").extra("x-port-extra", json!([1, 2])))
+            .output(Port::new("inputs", "any"))
+            .parameter(Parameter::text("label", "fallback").extra("x-param-extra", true))
+            .extra("x-custom", json!({"nested": {"kept": true}}))
+            .extra("width", 321)
+    }
+
+    fn execute(&self, ctx: &Context) -> NodeResult {
+        ctx.running("echoing");
+        Ok(Outputs::new()
+            .with("inputs", ctx.raw_inputs())
+            .with("label", ctx.param::<String>("label")?)
+            .with("instance", ctx.instance_id())
+            .with("graphNodeId", &ctx.graph_node()["id"]))
+    }
+}
+
+nano_plugin_abi::export_nodes![Panics, Echo];
