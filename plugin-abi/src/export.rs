@@ -61,10 +61,18 @@ pub fn root_module<N: NodeSet>() -> PluginModuleRef {
 }
 
 extern "C" fn definitions<N: NodeSet>() -> RResult<RString, RString> {
-    guarded(|| N::registered().definitions_json.clone().map_err(NodeError::from))
+    guarded(|| {
+        N::registered()
+            .definitions_json
+            .clone()
+            .map_err(NodeError::from)
+    })
 }
 
-extern "C" fn execute<N: NodeSet>(call: ExecuteCall<'_>, host: HostRef<'_>) -> RResult<RString, RString> {
+extern "C" fn execute<N: NodeSet>(
+    call: ExecuteCall<'_>,
+    host: HostRef<'_>,
+) -> RResult<RString, RString> {
     guarded(|| {
         let (node, definition) = N::registered()
             .nodes
@@ -89,7 +97,9 @@ fn guarded(f: impl FnOnce() -> Result<String, NodeError>) -> RResult<RString, RS
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(json)) => RResult::ROk(json.into()),
         Ok(Err(err)) => RResult::RErr(err.message().into()),
-        Err(payload) => RResult::RErr(format!("node panicked: {}", panic_message(&*payload)).into()),
+        Err(payload) => {
+            RResult::RErr(format!("node panicked: {}", panic_message(&*payload)).into())
+        }
     }
 }
 
@@ -116,8 +126,21 @@ impl Host for FfiHost<'_, '_> {
 /// Exports nodes from a plugin library. Use it once per crate, listing every
 /// node (any expression whose type implements [`Node`](crate::Node)).
 ///
-/// ```ignore
-/// nano_plugin_abi::export_nodes![SimpleText, ComplexMath::default()];
+/// ```
+/// use nano_plugin_abi::prelude::*;
+///
+/// struct Hello;
+/// impl Node for Hello {
+///     fn definition(&self) -> NodeDefinition {
+///         NodeDefinition::new("hello", "Hello").output(Port::new("greeting", "string"))
+///     }
+///     fn execute(&self, _ctx: &Context) -> NodeResult {
+///         Ok(Outputs::new().with("greeting", "hello"))
+///     }
+/// }
+///
+/// nano_plugin_abi::export_nodes![Hello];
+/// # fn main() {}
 /// ```
 ///
 /// It emits the abi_stable root-module header (the equivalent of

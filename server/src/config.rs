@@ -20,9 +20,17 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{file}: line {line}: {message}")]
-    Syntax { file: PathBuf, line: usize, message: String },
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{file}: key `{key}`: {message}")]
-    Key { file: PathBuf, key: String, message: String },
+    Key {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("{file}: missing required key `{key}`")]
     Missing { file: PathBuf, key: &'static str },
     #[error("environment variable {var}: {message}")]
@@ -125,10 +133,9 @@ impl Config {
         };
 
         let base = file.parent().unwrap_or(Path::new("."));
-        let nodes_path = overrides
-            .nodes_path
-            .clone()
-            .unwrap_or_else(|| base.join(parsed.nodes_path.unwrap_or_else(|| PathBuf::from("nodes"))));
+        let nodes_path = overrides.nodes_path.clone().unwrap_or_else(|| {
+            base.join(parsed.nodes_path.unwrap_or_else(|| PathBuf::from("nodes")))
+        });
         let max_concurrent_executions = parsed
             .max_concurrent_executions
             .unwrap_or_else(default_concurrency);
@@ -170,9 +177,9 @@ fn default_concurrency() -> usize {
 
 fn parse(text: &str, file: &Path) -> Result<FileConfig, ConfigError> {
     let syntax_error = |err: toml::de::Error| {
-        let line = err
-            .span()
-            .map_or(0, |span| text[..span.start.min(text.len())].lines().count().max(1));
+        let line = err.span().map_or(0, |span| {
+            text[..span.start.min(text.len())].lines().count().max(1)
+        });
         ConfigError::Syntax {
             file: file.to_owned(),
             line,
@@ -213,7 +220,10 @@ mod tests {
     use super::*;
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_toml(
             text,
             Path::new("/srv/nano/config.toml"),
@@ -237,7 +247,11 @@ mod tests {
     fn environment_overrides_file() {
         let config = load(
             "server_uid = \"s\"\nport = 1\ndomain = \"d\"",
-            &[("PORT", "4000"), ("DOMAIN", "env.d"), ("SERVER_DISPLAY_NAME", "Env Name")],
+            &[
+                ("PORT", "4000"),
+                ("DOMAIN", "env.d"),
+                ("SERVER_DISPLAY_NAME", "Env Name"),
+            ],
         )
         .unwrap();
         assert_eq!(config.port, 4000);
@@ -247,17 +261,25 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let err = load("port = \"x\"\nserver_uid = \"s\"", &[]).unwrap_err().to_string();
+        let err = load("port = \"x\"\nserver_uid = \"s\"", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`port`"), "{err}");
-        let err = load("server_uid = \"s\"\nprot = 1", &[]).unwrap_err().to_string();
+        let err = load("server_uid = \"s\"\nprot = 1", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`prot`"), "{err}");
         let err = load("port = 1", &[]).unwrap_err().to_string();
         assert!(err.contains("`server_uid`"), "{err}");
-        let err = load("server_uid = \"s\"", &[("PORT", "http")]).unwrap_err().to_string();
+        let err = load("server_uid = \"s\"", &[("PORT", "http")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PORT"), "{err}");
         for err in [
             load("server_uid = ", &[]).unwrap_err().to_string(),
-            load("server_uid = \"s\"\nmax_concurrent_executions = 0", &[]).unwrap_err().to_string(),
+            load("server_uid = \"s\"\nmax_concurrent_executions = 0", &[])
+                .unwrap_err()
+                .to_string(),
         ] {
             assert!(!err.contains('\n'), "one line: {err}");
         }

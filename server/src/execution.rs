@@ -13,11 +13,7 @@ use std::{
     },
 };
 
-use abi_stable::{
-    sabi_trait::TD_Opaque,
-    sabi_types::RRef,
-    std_types::RStr,
-};
+use abi_stable::{sabi_trait::TD_Opaque, sabi_types::RRef, std_types::RStr};
 use nano_plugin_abi::ffi::{ExecuteCall, HostCallbacks, HostCallbacks_TO};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -58,8 +54,12 @@ impl Status {
     pub fn to_json(&self) -> String {
         match self {
             Self::Update(json) => json.clone(),
-            Self::Complete(outputs) => format!(r#"{{"type":"complete","outputs":{}}}"#, outputs.get()),
-            Self::Error(message) => serde_json::json!({"type": "error", "message": message}).to_string(),
+            Self::Complete(outputs) => {
+                format!(r#"{{"type":"complete","outputs":{}}}"#, outputs.get())
+            }
+            Self::Error(message) => {
+                serde_json::json!({"type": "error", "message": message}).to_string()
+            }
         }
     }
 
@@ -104,7 +104,12 @@ impl Executor {
 
     /// Starts an execution for `owner` (a connection id) and returns at once;
     /// every status, the final one included, goes to `sink`.
-    pub fn start(self: &Arc<Self>, owner: u64, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
+    pub fn start(
+        self: &Arc<Self>,
+        owner: u64,
+        request: ExecutionRequest,
+        sink: Arc<dyn StatusSink>,
+    ) {
         let Some(node) = self.registry.snapshot().get(&request.node_uid).cloned() else {
             sink.send(Status::Error(format!(
                 "Node '{}' not found: this server does not serve a node with that uid",
@@ -134,7 +139,12 @@ impl Executor {
         });
     }
 
-    async fn run(&self, node: NodeHandle, request: ExecutionRequest, state: &Arc<ExecutionState>) -> Status {
+    async fn run(
+        &self,
+        node: NodeHandle,
+        request: ExecutionRequest,
+        state: &Arc<ExecutionState>,
+    ) -> Status {
         // Waits here while `max_concurrent_executions` are running.
         let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return Status::Error("the server is shutting down".to_owned());
@@ -189,7 +199,9 @@ impl Executor {
     }
 
     fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Active>> {
-        self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -230,9 +242,14 @@ impl HostCallbacks for ExecutionState {
         }
         let json = status.as_str();
         match serde_json::from_str::<Kind<'_>>(json) {
-            Ok(Kind { kind: "idle" | "running" | "missing" }) => self.forward(Status::Update(json.to_owned())),
+            Ok(Kind {
+                kind: "idle" | "running" | "missing",
+            }) => self.forward(Status::Update(json.to_owned())),
             Ok(Kind { kind }) => {
-                tracing::warn!(kind, "dropped a `{kind}` status sent by a node: nodes return outputs or errors instead")
+                tracing::warn!(
+                    kind,
+                    "dropped a `{kind}` status sent by a node: nodes return outputs or errors instead"
+                )
             }
             Err(err) => tracing::warn!(%err, "dropped a malformed status sent by a node"),
         }
@@ -243,7 +260,11 @@ impl HostCallbacks for ExecutionState {
     }
 }
 
-fn run_node(node: &NodeHandle, request: &ExecutionRequest, state: &ExecutionState) -> Result<String, String> {
+fn run_node(
+    node: &NodeHandle,
+    request: &ExecutionRequest,
+    state: &ExecutionState,
+) -> Result<String, String> {
     let call = ExecuteCall {
         node_index: node.index,
         instance_id: request.instance_id.as_str().into(),

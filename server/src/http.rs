@@ -47,11 +47,18 @@ pub fn router(state: ServerState) -> Router {
 }
 
 /// `GET /`: the WebSocket when the client asks to upgrade, else the status document.
-async fn root(upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, State(state): State<ServerState>) -> Response {
+async fn root(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    State(state): State<ServerState>,
+) -> Response {
     match upgrade {
         Ok(upgrade) => upgrade
             .max_message_size(MAX_MESSAGE_BYTES)
             .on_upgrade(move |socket| ws::serve(socket, state)),
-        Err(_) => Json(crate::protocol::status_document(&state.identity, &state.registry.snapshot())).into_response(),
+        Err(_) => Json(crate::protocol::status_document(
+            &state.identity,
+            &state.registry.snapshot(),
+        ))
+        .into_response(),
     }
 }

@@ -1,6 +1,11 @@
 //! The `nano-server` binary: parses the command line and wires the parts.
 
-use std::{io::{IsTerminal, Write}, path::PathBuf, process::ExitCode, time::Instant};
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+    time::Instant,
+};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -48,10 +53,15 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("nano-server: cannot start the runtime: {err}");
@@ -100,7 +110,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 fn load_all(loader: &Loader, registry: &NodeRegistry, config: &Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let root = &config.nodes_path;
-    let files = loader::scan(root).with_context(|| format!("cannot scan nodes_path {}", root.display()))?;
+    let files =
+        loader::scan(root).with_context(|| format!("cannot scan nodes_path {}", root.display()))?;
     let mut loaded = Vec::new();
     let mut refused = 0;
     for path in files {

@@ -37,7 +37,10 @@ pub enum FrameError {
     #[error("unknown message type `{0}`")]
     UnknownType(String),
     #[error("`{kind}` frame without a valid `{field}`")]
-    MissingField { kind: &'static str, field: &'static str },
+    MissingField {
+        kind: &'static str,
+        field: &'static str,
+    },
 }
 
 #[derive(Deserialize)]
@@ -70,7 +73,8 @@ struct GraphNode<'a> {
 
 /// Decodes one text frame.
 pub fn decode(text: &str) -> Result<ClientMessage, FrameError> {
-    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| FrameError::NotJson(e.to_string()))?;
+    let envelope: Envelope<'_> =
+        serde_json::from_str(text).map_err(|e| FrameError::NotJson(e.to_string()))?;
     let kind = envelope.kind.ok_or(FrameError::NoType)?;
     match kind.as_ref() {
         "request_execution" => decode_execution(envelope.instance_id, envelope.payload),
@@ -87,7 +91,10 @@ pub fn decode(text: &str) -> Result<ClientMessage, FrameError> {
     }
 }
 
-fn decode_execution(instance_id: Option<Cow<'_, str>>, payload: Option<&RawValue>) -> Result<ClientMessage, FrameError> {
+fn decode_execution(
+    instance_id: Option<Cow<'_, str>>,
+    payload: Option<&RawValue>,
+) -> Result<ClientMessage, FrameError> {
     let missing = |field| FrameError::MissingField {
         kind: "request_execution",
         field,
@@ -101,7 +108,10 @@ fn decode_execution(instance_id: Option<Cow<'_, str>>, payload: Option<&RawValue
         .filter(|id| matches!(id.get().as_bytes().first(), Some(b'0'..=b'9' | b'-' | b'"')))
         .ok_or(missing("payload.nodeId"))?
         .to_owned();
-    let node_uid = payload.node_uid.ok_or(missing("payload.nodeUid"))?.into_owned();
+    let node_uid = payload
+        .node_uid
+        .ok_or(missing("payload.nodeUid"))?
+        .into_owned();
 
     let invalid = |reason: &str| ClientMessage::InvalidExecution {
         instance_id: instance_id.clone(),
@@ -111,7 +121,11 @@ fn decode_execution(instance_id: Option<Cow<'_, str>>, payload: Option<&RawValue
     let inputs = match payload.inputs.map(RawValue::get) {
         None | Some("null") => "{}",
         Some(obj) if obj.starts_with('{') => obj,
-        Some(_) => return Ok(invalid("`inputs` must be an object mapping input names to values")),
+        Some(_) => {
+            return Ok(invalid(
+                "`inputs` must be an object mapping input names to values",
+            ));
+        }
     };
     let (graph_node, parameters) = match payload.graph_node.map(RawValue::get) {
         None | Some("null") => ("null", "[]"),
@@ -275,8 +289,14 @@ mod tests {
         assert!(matches!(expect_ignored("hello"), FrameError::NotJson(_)));
         assert!(matches!(expect_ignored("[1,2]"), FrameError::NotJson(_)));
         assert_eq!(expect_ignored("{}"), FrameError::NoType);
-        assert_eq!(expect_ignored(r#"{"type":"dance"}"#), FrameError::UnknownType("dance".into()));
-        assert!(matches!(expect_ignored(r#"{"type":7}"#), FrameError::NotJson(_)));
+        assert_eq!(
+            expect_ignored(r#"{"type":"dance"}"#),
+            FrameError::UnknownType("dance".into())
+        );
+        assert!(matches!(
+            expect_ignored(r#"{"type":7}"#),
+            FrameError::NotJson(_)
+        ));
         for frame in [
             r#"{"type":"request_execution","payload":{"nodeId":1,"nodeUid":"x"}}"#,
             r#"{"type":"request_execution","instanceId":"i"}"#,
@@ -285,7 +305,10 @@ mod tests {
             r#"{"type":"request_execution","instanceId":"i","payload":{"nodeId":1}}"#,
             r#"{"type":"stop_workflow_instance"}"#,
         ] {
-            assert!(matches!(expect_ignored(frame), FrameError::MissingField { .. }), "{frame}");
+            assert!(
+                matches!(expect_ignored(frame), FrameError::MissingField { .. }),
+                "{frame}"
+            );
         }
     }
 
@@ -305,7 +328,10 @@ mod tests {
     #[test]
     fn addressable_but_wrong_requests_get_a_reason() {
         let frame = r#"{"type":"request_execution","instanceId":"i","payload":{"nodeId":"n1","nodeUid":"n","inputs":[1]}}"#;
-        let Ok(ClientMessage::InvalidExecution { node_id, reason, .. }) = decode(frame) else {
+        let Ok(ClientMessage::InvalidExecution {
+            node_id, reason, ..
+        }) = decode(frame)
+        else {
             panic!("expected InvalidExecution");
         };
         assert_eq!(node_id.get(), r#""n1""#);
@@ -322,7 +348,10 @@ mod tests {
             nanocore_http_endpoint: String::new(),
         };
         let id = RawValue::from_string("7".into()).unwrap();
-        let frame = node_status(&node_status_prefix(&identity, "inst", &id), r#"{"type":"running"}"#);
+        let frame = node_status(
+            &node_status_prefix(&identity, "inst", &id),
+            r#"{"type":"running"}"#,
+        );
         let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
         assert_eq!(v["payload"]["nodeId"], 7);
         assert_eq!(v["serverUid"], "s\"q");

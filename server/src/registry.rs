@@ -43,7 +43,10 @@ impl Snapshot {
         for library in libraries.values() {
             let mut serves = false;
             for (index, node) in library.nodes.iter().enumerate() {
-                if let Some(winner) = nodes.get(&node.uid).map(|h: &NodeHandle| h.library.path.clone()) {
+                if let Some(winner) = nodes
+                    .get(&node.uid)
+                    .map(|h: &NodeHandle| h.library.path.clone())
+                {
                     tracing::warn!(
                         uid = %node.uid,
                         served_from = %winner.display(),
@@ -64,7 +67,8 @@ impl Snapshot {
             }
             serving += usize::from(serves);
         }
-        let definitions = serde_json::value::to_raw_value(&definitions).expect("JSON values always serialise");
+        let definitions =
+            serde_json::value::to_raw_value(&definitions).expect("JSON values always serialise");
         Self {
             nodes,
             uids,
@@ -133,7 +137,11 @@ impl NodeRegistry {
     }
 
     fn update(&self, change: impl FnOnce(&mut BTreeMap<PathBuf, Arc<Library>>)) {
-        let mut libraries = self.inner.libraries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut libraries = self
+            .inner
+            .libraries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         change(&mut libraries);
         let snapshot = Arc::new(Snapshot::build(&libraries));
         self.inner.snapshot.store(Arc::clone(&snapshot));

@@ -58,7 +58,11 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
         match message {
             Ok(Message::Text(text)) => dispatch(&state, connection, &outbox, text.as_str()),
             Ok(Message::Binary(bytes)) => {
-                tracing::warn!(connection, len = bytes.len(), "ignored a binary frame: the protocol uses text frames")
+                tracing::warn!(
+                    connection,
+                    len = bytes.len(),
+                    "ignored a binary frame: the protocol uses text frames"
+                )
             }
             Ok(Message::Close(_)) => break,
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
@@ -75,7 +79,12 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
     tracing::info!(connection, aborted, "WebSocket client disconnected");
 }
 
-fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender<String>, text: &str) {
+fn dispatch(
+    state: &ServerState,
+    connection: u64,
+    outbox: &mpsc::UnboundedSender<String>,
+    text: &str,
+) {
     match protocol::decode(text) {
         Ok(ClientMessage::RequestExecution { node_id, request }) => {
             tracing::debug!(connection, instance = %request.instance_id, node = %request.node_uid, "request_execution");
@@ -125,6 +134,8 @@ impl ConnectionSink {
 impl StatusSink for ConnectionSink {
     fn send(&self, status: Status) {
         // A closed outbox means the client left; its executions are aborted.
-        let _ = self.outbox.send(protocol::node_status(&self.prefix, &status.to_json()));
+        let _ = self
+            .outbox
+            .send(protocol::node_status(&self.prefix, &status.to_json()));
     }
 }

@@ -43,7 +43,9 @@ impl Node for ComplexMath {
             other => return Err(NodeError::new(format!("unknown operation '{other}'"))),
         };
         if !result.is_finite() {
-            return Err(NodeError::new(format!("{operation} of {a} and {b} is not a finite number")));
+            return Err(NodeError::new(format!(
+                "{operation} of {a} and {b} is not a finite number"
+            )));
         }
         Ok(Outputs::new().with("result", number(result)))
     }
@@ -66,7 +68,11 @@ mod tests {
     use nano_plugin_abi::{serde_json::json, testing};
 
     fn result(a: Value, b: Value, op: &str) -> Result<Value, String> {
-        let run = testing::run(&ComplexMath, json!({"a": [a], "b": [b]}), json!({"operation": op}));
+        let run = testing::run(
+            &ComplexMath,
+            json!({"a": [a], "b": [b]}),
+            json!({"operation": op}),
+        );
         run.result
             .map(|out| out.get("result").cloned().unwrap())
             .map_err(|e| e.to_string())
@@ -83,8 +89,20 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(result(json!(1), json!(0), "divide").unwrap_err().contains("division by zero"));
-        assert!(result(json!("x"), json!(0), "add").unwrap_err().contains("input 'a'"));
-        assert!(result(json!(1), json!(1), "modulo").unwrap_err().contains("modulo"));
+        assert!(
+            result(json!(1), json!(0), "divide")
+                .unwrap_err()
+                .contains("division by zero")
+        );
+        assert!(
+            result(json!("x"), json!(0), "add")
+                .unwrap_err()
+                .contains("input 'a'")
+        );
+        assert!(
+            result(json!(1), json!(1), "modulo")
+                .unwrap_err()
+                .contains("modulo")
+        );
     }
 }

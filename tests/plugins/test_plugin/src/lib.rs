@@ -1,6 +1,6 @@
 //! Nodes that exist only to test the server: one that panics, one that
-//! echoes what it received, and one whose definition carries fields the
-//! protocol does not define (they must round-trip).
+//! echoes what it received (its definition carries fields the protocol does
+//! not define; they must round-trip), and one that ignores abort.
 
 use nano_plugin_abi::{prelude::*, serde_json::json};
 
@@ -22,7 +22,11 @@ impl Node for Echo {
     fn definition(&self) -> NodeDefinition {
         NodeDefinition::new("test-echo", "Test Echo")
             .category("Test")
-            .input(Port::new("value", "any").extra("sizeHint", "large").extra("x-port-extra", json!([1, 2])))
+            .input(
+                Port::new("value", "any")
+                    .extra("sizeHint", "large")
+                    .extra("x-port-extra", json!([1, 2])),
+            )
             .output(Port::new("inputs", "any"))
             .parameter(Parameter::text("label", "fallback").extra("x-param-extra", true))
             .extra("x-custom", json!({"nested": {"kept": true}}))
@@ -39,4 +43,23 @@ impl Node for Echo {
     }
 }
 
-nano_plugin_abi::export_nodes![Panics, Echo];
+/// Ignores the abort flag: works for `ms` milliseconds, then succeeds.
+pub struct Stubborn;
+
+impl Node for Stubborn {
+    fn definition(&self) -> NodeDefinition {
+        NodeDefinition::new("test-stubborn", "Test Stubborn")
+            .category("Test")
+            .parameter(Parameter::number("ms", 1000))
+    }
+
+    fn execute(&self, ctx: &Context) -> NodeResult {
+        let ms: u64 = ctx.param("ms")?;
+        ctx.running("working, not listening");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        ctx.running("still working");
+        Ok(Outputs::new().with("result", "finished anyway"))
+    }
+}
+
+nano_plugin_abi::export_nodes![Panics, Echo, Stubborn];

@@ -1,0 +1,482 @@
+//! Shared by the end-to-end tests: builds the real plugins, starts the real
+//! `nano-server` binary on a free port, and talks to it over real sockets.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Condvar, Mutex, OnceLock, mpsc},
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+/// How long any single awaited event may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The folder holding the server binary (target/debug or target/release).
+fn artifact_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_nano-server"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+const PLUGIN_CRATES: &[&str] = &[
+    "simple_text_node",
+    "complex_math_node",
+    "progress_node",
+    "test_plugin",
+    "init_panic_plugin",
+    "not_a_plugin",
+    "node-template",
+];
+
+/// Builds every plugin the tests use (a no-op when up to date) and returns
+/// the folder the libraries are in.
+fn built_plugins() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = artifact_dir();
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut build = Command::new(env!("CARGO"));
+        build.arg("build").current_dir(workspace_root());
+        for name in PLUGIN_CRATES {
+            build.args(["-p", name]);
+        }
+        if release {
+            build.arg("--release");
+        }
+        run(&mut build, "building the test plugins");
+
+        let mut foreign = Command::new(env!("CARGO"));
+        foreign
+            .args([
+                "build",
+                "--manifest-path",
+                "tests/plugins/foreign_abi_plugin/Cargo.toml",
+                "--target-dir",
+            ])
+            .arg(dir.parent().unwrap().join("foreign-abi"))
+            .current_dir(workspace_root());
+        run(&mut foreign, "building the foreign-ABI test plugin");
+        dir
+    })
+}
+
+fn run(command: &mut Command, what: &str) {
+    let status = command.status().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+/// The built library of a workspace plugin crate, e.g. `simple_text_node`.
+pub fn plugin(crate_name: &str) -> PathBuf {
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        crate_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    built_plugins().join(file)
+}
+
+/// The library built against nano-plugin-abi 0.2.0 with another layout.
+pub fn foreign_abi_plugin() -> PathBuf {
+    let dir = built_plugins()
+        .parent()
+        .unwrap()
+        .join("foreign-abi")
+        .join("debug");
+    dir.join(format!(
+        "{}nano_plugin_abi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+pub fn lib_name(stem: &str) -> String {
+    format!(
+        "{}{stem}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// A temporary nodes folder.
+pub struct NodesDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl NodesDir {
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The three example nodes, in the seed's folder layout.
+    pub fn examples() -> Self {
+        Self::empty()
+            .with_plugin("processing/simple_text_node", "simple_text_node")
+            .with_plugin("processing/complex_math_node", "complex_math_node")
+            .with_plugin("utility/progress_node", "progress_node")
+    }
+
+    /// Copies plugin `crate_name` into `folder` under its library name.
+    pub fn with_plugin(self, folder: &str, crate_name: &str) -> Self {
+        let file = plugin(crate_name);
+        let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+        self.with_file(&format!("{folder}/{name}"), &std::fs::read(&file).unwrap())
+    }
+
+    pub fn with_file(self, relative: &str, bytes: &[u8]) -> Self {
+        let path = self.dir.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A running `nano-server` process, killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    logs: Arc<(Mutex<String>, Condvar)>,
+    _config: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the server on a free port serving `nodes`.
+    pub fn start(nodes: &NodesDir) -> Self {
+        Self::start_with(nodes, "")
+    }
+
+    /// Like [`start`](Self::start), with extra config.toml lines.
+    pub fn start_with(nodes: &NodesDir, extra_config: &str) -> Self {
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = config_dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "domain = \"test.nanograph\"\nserver_name = \"Test Server\"\nserver_uid = \"test-server\"\n\
+                 server_package_id = \"test-package\"\n{extra_config}\n"
+            ),
+        )
+        .unwrap();
+        let mut child = server_command(&config)
+            .arg("--port")
+            .arg("0")
+            .arg("--nodes-path")
+            .arg(nodes.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nano-server starts");
+
+        let logs = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let sink = Arc::clone(&logs);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let (text, changed) = &*sink;
+                let mut text = text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                changed.notify_all();
+            }
+        });
+
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut port = None;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("nano-server listening on http://") {
+                    port = address
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
+                }
+                if line == "[NANOSERVER_READY]" {
+                    let _ = ready_tx.send(port);
+                }
+            }
+        });
+        let port = match ready_rx.recv_timeout(PATIENCE) {
+            Ok(Some(port)) => port,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "server not ready ({other:?}); logs:\n{}",
+                    logs.0.lock().unwrap()
+                );
+            }
+        };
+        Self {
+            child,
+            port,
+            logs,
+            _config: config_dir,
+        }
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    pub async fn status_document(&self) -> Value {
+        reqwest::get(self.http("/"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`; returns that log line.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let (text, changed) = &*self.logs;
+        let (text, timeout) = changed
+            .wait_timeout_while(text.lock().unwrap(), PATIENCE, |t| !t.contains(needle))
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "log never contained {needle:?}; logs:\n{text}"
+        );
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap()
+            .to_owned()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server binary, with the orchestrator's variables cleared so the
+/// test's environment cannot leak in.
+pub fn server_command(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nano-server"));
+    command
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("RUST_BACKTRACE", "0");
+    for var in [
+        "PORT",
+        "DOMAIN",
+        "SERVER_UID",
+        "SERVER_DISPLAY_NAME",
+        "SERVER_PACKAGE_ID",
+        "NANOCORE_HTTP_ENDPOINT",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+pub fn run_server_to_exit(command: &mut Command) -> (i32, String, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// A `request_execution` frame; `params` maps parameter names to values.
+pub fn request(instance: &str, node_id: Value, uid: &str, inputs: Value, params: Value) -> Value {
+    let parameters: Vec<Value> = params
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "type": "request_execution",
+        "serverUid": "orchestrator",
+        "instanceId": instance,
+        "payload": {
+            "nodeId": node_id,
+            "nodeUid": uid,
+            "graphNode": {"id": node_id, "uid": uid, "parameters": parameters, "x": 10, "y": 20},
+            "inputs": inputs,
+        }
+    })
+}
+
+/// A WebSocket client speaking the Nano protocol.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    pub handshake: Value,
+    /// Frames received while waiting for something else.
+    backlog: Vec<Value>,
+}
+
+impl Client {
+    pub async fn connect(server: &Server) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .expect("WebSocket connects");
+        let mut client = Self {
+            ws,
+            handshake: Value::Null,
+            backlog: Vec::new(),
+        };
+        client.handshake = client.next_frame().await;
+        assert_eq!(client.handshake["type"], "handshake");
+        client
+    }
+
+    pub async fn send(&mut self, frame: &Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.unwrap();
+    }
+
+    /// The next text frame from the wire, as JSON.
+    async fn next_frame(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("the connection stays open")
+                .expect("the frame reads");
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(text.as_str()).expect("server frames are JSON");
+                }
+                Message::Close(frame) => panic!("server closed the connection: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame matching `pred`, keeping the others for later.
+    pub async fn recv_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
+        loop {
+            let frame = self.next_frame().await;
+            if pred(&frame) {
+                return frame;
+            }
+            self.backlog.push(frame);
+        }
+    }
+
+    /// The next frame of any kind (backlog first).
+    pub async fn recv(&mut self) -> Value {
+        self.recv_where(|_| true).await
+    }
+
+    /// The next status of execution (instance, node_id).
+    pub async fn next_status(&mut self, instance: &str, node_id: &Value) -> Value {
+        let frame = self
+            .recv_where(|f| {
+                f["type"] == "node_status"
+                    && f["instanceId"] == instance
+                    && &f["payload"]["nodeId"] == node_id
+            })
+            .await;
+        frame["payload"]["status"].clone()
+    }
+
+    /// Every status of one execution, up to and including the final one.
+    pub async fn statuses_until_final(&mut self, instance: &str, node_id: &Value) -> Vec<Value> {
+        let mut statuses = Vec::new();
+        loop {
+            let status = self.next_status(instance, node_id).await;
+            let done = is_final(&status);
+            statuses.push(status);
+            if done {
+                return statuses;
+            }
+        }
+    }
+
+    /// Runs one execution and returns all its statuses.
+    pub async fn execute(&mut self, uid: &str, inputs: Value, params: Value) -> Vec<Value> {
+        let instance = format!("inst-{}", rand_suffix());
+        self.send(&request(&instance, json!(1), uid, inputs, params))
+            .await;
+        self.statuses_until_final(&instance, &json!(1)).await
+    }
+
+    /// Frames received but not yet consumed.
+    pub fn backlog(&self) -> &[Value] {
+        &self.backlog
+    }
+}
+
+pub fn is_final(status: &Value) -> bool {
+    status["type"] == "complete" || status["type"] == "error"
+}
+
+/// The final status of a list of statuses.
+pub fn final_status(statuses: &[Value]) -> &Value {
+    let last = statuses.last().expect("at least one status");
+    assert!(is_final(last), "last status is final: {statuses:?}");
+    last
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) * 1000 + std::process::id() as u64 % 1000
+}
