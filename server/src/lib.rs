@@ -2,8 +2,10 @@
 //!
 //! Reading order: [`config`] (what to serve), [`loader`] (plugin libraries
 //! in), [`registry`] (what is served now), [`execution`] (running a node),
-//! [`protocol`] (the wire format), [`ws`] and [`http`] (the transports).
+//! [`protocol`] (the wire format), [`ws`] and [`http`] (the transports);
+//! [`build`] backs the `nano-server build` command.
 
+pub mod build;
 pub mod config;
 pub mod execution;
 pub mod http;

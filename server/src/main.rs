@@ -19,9 +19,13 @@ use nano_server::{
 use tracing_subscriber::EnvFilter;
 
 /// Serves compiled node plugins over the Nano protocol.
+///
+/// Without a subcommand, serves the nodes of the configuration.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// The configuration file.
     #[arg(long, short, default_value = "config.toml")]
     config: PathBuf,
@@ -36,8 +40,25 @@ struct Cli {
     nodes_path: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Builds every node crate under a folder and installs each library in
+    /// its crate's folder, where the server finds it.
+    Build {
+        /// Folder to search for node crates.
+        #[arg(default_value = "nodes")]
+        dir: PathBuf,
+        /// Build with optimisations.
+        #[arg(long)]
+        release: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Subcommand::Build { dir, release }) = cli.command {
+        return build_nodes(&dir, release);
+    }
     let overrides = Overrides {
         host: cli.host,
         port: cli.port,
@@ -75,6 +96,43 @@ fn main() -> ExitCode {
             eprintln!("nano-server: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
+    let crates = match nano_server::build::find_node_crates(dir) {
+        Ok(crates) => crates,
+        Err(err) => {
+            eprintln!("nano-server build: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if crates.is_empty() {
+        eprintln!(
+            "nano-server build: no node crate (a Cargo.toml with a cdylib) under {}",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut failed = 0;
+    for node in &crates {
+        match nano_server::build::build_and_install(node, release) {
+            Ok(installed) => println!("built {} -> {}", node.name, installed.display()),
+            Err(err) => {
+                eprintln!("nano-server build: {err:#}");
+                failed += 1;
+            }
+        }
+    }
+    println!(
+        "{} of {} node crate(s) built",
+        crates.len() - failed,
+        crates.len()
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
