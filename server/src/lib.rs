@@ -1,7 +1,8 @@
 //! nano-server: serves compiled node plugins over the Nano protocol.
 //!
 //! Reading order: [`config`] (what to serve), [`loader`] (plugin libraries
-//! in), [`registry`] (what is served now), [`execution`] (running a node),
+//! in), [`reconcile`] and [`watcher`] (keeping the served set equal to the
+//! disk), [`registry`] (what is served now), [`execution`] (running a node),
 //! [`protocol`] (the wire format), [`ws`] and [`http`] (the transports);
 //! [`build`] backs the `nano-server build` command.
 
@@ -11,5 +12,7 @@ pub mod execution;
 pub mod http;
 pub mod loader;
 pub mod protocol;
+pub mod reconcile;
 pub mod registry;
+pub mod watcher;
 pub mod ws;

@@ -104,11 +104,15 @@ impl Loader {
 
     /// Loads the library at `path` through a fresh private copy.
     pub fn load(&self, path: &Path) -> Result<Library, LoadError> {
-        // Read once: the bytes checked are the bytes copied and loaded, even
-        // if the file is being rewritten meanwhile.
         let bytes = fs::read(path).map_err(LoadError::Copy)?;
-        check_object_file(&bytes)?;
-        let copy = self.private_copy(path, &bytes)?;
+        self.load_bytes(path, &bytes)
+    }
+
+    /// Loads `bytes`, read from `path`. Read once: the bytes checked are the
+    /// bytes copied and loaded, even if the file is rewritten meanwhile.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Library, LoadError> {
+        check_object_file(bytes)?;
+        let copy = self.private_copy(path, bytes)?;
         let loaded = load_from(&copy, path);
         // The mapping outlives the file on Unix, so the copy can go now; on
         // other systems it stays until the private folder is removed at exit.

@@ -1,6 +1,7 @@
 //! The `nano-server` binary: parses the command line and wires the parts.
 
 use std::{
+    collections::HashSet,
     io::{IsTerminal, Write},
     path::PathBuf,
     process::ExitCode,
@@ -13,8 +14,10 @@ use nano_server::{
     config::{Config, Overrides},
     execution::Executor,
     http::{self, ServerState},
-    loader::{self, Loader},
+    loader::Loader,
+    reconcile::Reconciler,
     registry::NodeRegistry,
+    watcher,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -139,7 +142,16 @@ fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let loader = Loader::new().context("cannot create the folder for private library copies")?;
     let registry = NodeRegistry::new();
-    load_all(&loader, &registry, &config)?;
+    let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone());
+    load_all(&mut reconciler, &registry, &config)?;
+    // Dropping the watcher (or the reconciler, when not watching) at the end
+    // of `serve` removes the private copies.
+    let _watcher = if config.auto_watch {
+        Some(watcher::watch(reconciler, config.watch_debounce).context("cannot watch nodes_path")?)
+    } else {
+        drop(reconciler);
+        None
+    };
 
     let executor = Executor::new(registry.clone(), config.max_concurrent_executions);
     let state = ServerState::new(config.identity.clone(), registry, executor);
@@ -158,45 +170,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    // `loader` is dropped here, removing the private copies.
-    drop(loader);
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Loads every library under `nodes_path` and logs what is served.
-fn load_all(loader: &Loader, registry: &NodeRegistry, config: &Config) -> anyhow::Result<()> {
+fn load_all(
+    reconciler: &mut Reconciler,
+    registry: &NodeRegistry,
+    config: &Config,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let root = &config.nodes_path;
-    let files =
-        loader::scan(root).with_context(|| format!("cannot scan nodes_path {}", root.display()))?;
-    let mut loaded = Vec::new();
-    let mut refused = 0;
-    for path in files {
-        match loader.load(&path) {
-            Ok(library) => {
-                let uids: Vec<&str> = library.nodes.iter().map(|n| n.uid.as_str()).collect();
-                tracing::info!(library = %path.display(), abi = %library.abi_version, nodes = ?uids, "loaded");
-                loaded.push(library);
-            }
-            Err(err) => {
-                refused += 1;
-                tracing::warn!(library = %path.display(), "refused {}: {err}", path.display());
-            }
-        }
-    }
-    let libraries = loaded.len();
-    registry.insert_all(loaded);
+    let report = reconciler
+        .reconcile(&HashSet::new())
+        .with_context(|| format!("cannot scan nodes_path {}", root.display()))?;
     let snapshot = registry.snapshot();
     tracing::info!(
         nodes_path = %root.display(),
-        libraries,
-        refused,
+        libraries = report.loaded.len(),
+        refused = report.refused.len(),
         nodes = ?snapshot.uids,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "serving {} node(s) from {libraries} librar{}",
+        "serving {} node(s) from {} librar{}",
         snapshot.uids.len(),
-        if libraries == 1 { "y" } else { "ies" },
+        snapshot.libraries,
+        if snapshot.libraries == 1 { "y" } else { "ies" },
     );
     Ok(())
 }

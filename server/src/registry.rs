@@ -113,27 +113,34 @@ impl NodeRegistry {
         self.inner.snapshot.load_full()
     }
 
-    /// Serves `library` for its path, replacing the version served before
-    /// (if any), and tells every subscriber.
-    pub fn insert(&self, library: Library) {
-        self.insert_all([library]);
-    }
-
-    /// Serves several libraries with one update (startup).
-    pub fn insert_all(&self, new: impl IntoIterator<Item = Library>) {
+    /// Applies a batch of changes with one snapshot and one update to
+    /// subscribers: `loaded` libraries replace whatever their path served,
+    /// `removed` paths stop being served. Executions already running keep
+    /// the version they started on. Returns the versions replaced or removed.
+    pub fn apply(&self, loaded: Vec<Library>, removed: &[PathBuf]) -> Vec<Arc<Library>> {
+        if loaded.is_empty() && removed.is_empty() {
+            return Vec::new();
+        }
+        let mut previous = Vec::new();
         self.update(|libraries| {
-            for library in new {
-                libraries.insert(library.path.clone(), Arc::new(library));
+            for library in loaded {
+                previous.extend(libraries.insert(library.path.clone(), Arc::new(library)));
+            }
+            for path in removed {
+                previous.extend(libraries.remove(path));
             }
         });
+        previous
     }
 
-    /// Stops serving the library loaded from `path`; executions already
-    /// running on it finish.
-    pub fn remove(&self, path: &std::path::Path) {
-        self.update(|libraries| {
-            libraries.remove(path);
-        });
+    /// The library served for `path`, if any.
+    pub fn library(&self, path: &std::path::Path) -> Option<Arc<Library>> {
+        self.inner
+            .libraries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned()
     }
 
     fn update(&self, change: impl FnOnce(&mut BTreeMap<PathBuf, Arc<Library>>)) {

@@ -1,0 +1,207 @@
+//! Keeping the served set equal to what is on disk: used once at start and
+//! after every batch of file events from the watcher.
+//!
+//! A file is (re)loaded only when its content changed (it is hashed), only
+//! once it is stable (size and mtime did not move while it was read), and a
+//! version is swapped in only after it loaded and passed every check: a
+//! broken replacement leaves the previous version serving.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    hash::{Hash, Hasher},
+    path::{Path, PathBuf},
+    time::{Instant, SystemTime},
+};
+
+use crate::{
+    loader::{self, Library, LoadError, Loader},
+    registry::NodeRegistry,
+};
+
+/// What one pass changed.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Libraries now served from these paths (new or replaced).
+    pub loaded: Vec<PathBuf>,
+    /// Files that failed to load, with why.
+    pub refused: Vec<(PathBuf, LoadError)>,
+    /// Paths no longer served.
+    pub removed: Vec<PathBuf>,
+}
+
+impl Report {
+    /// Whether the served set changed.
+    pub fn changed(&self) -> bool {
+        !self.loaded.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// What was last seen of a file.
+struct Seen {
+    len: u64,
+    modified: Option<SystemTime>,
+    hash: u64,
+    /// Hash of the version being served from this path, if any.
+    served: Option<u64>,
+}
+
+/// Brings the registry in line with the files under `root`.
+pub struct Reconciler {
+    loader: Loader,
+    registry: NodeRegistry,
+    root: PathBuf,
+    seen: HashMap<PathBuf, Seen>,
+}
+
+impl Reconciler {
+    pub fn new(loader: Loader, registry: NodeRegistry, root: PathBuf) -> Self {
+        Self {
+            loader,
+            registry,
+            root,
+            seen: HashMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// One pass. `touched` are paths named by file events: they are hashed
+    /// even if size and mtime look unchanged; other files are re-read only
+    /// when their size or mtime moved.
+    pub fn reconcile(&mut self, touched: &HashSet<PathBuf>) -> std::io::Result<Report> {
+        let started = Instant::now();
+        let on_disk = loader::scan(&self.root)?;
+        let mut report = Report::default();
+        let mut loaded = Vec::new();
+
+        for path in &on_disk {
+            if let Some(library) = self.examine(path, touched.contains(path), &mut report) {
+                loaded.push(library);
+            }
+        }
+        let present: HashSet<&PathBuf> = on_disk.iter().collect();
+        report.removed = self
+            .seen
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        report.removed.sort();
+        for path in &report.removed {
+            self.seen.remove(path);
+        }
+        // Removed files that never served anything change nothing.
+        report
+            .removed
+            .retain(|path| self.registry.library(path).is_some());
+
+        let new_versions: Vec<(PathBuf, Vec<String>)> = loaded
+            .iter()
+            .map(|l: &Library| (l.path.clone(), describe(l)))
+            .collect();
+        let previous = self.registry.apply(loaded, &report.removed);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        for (path, new) in &new_versions {
+            match previous.iter().find(|old| &old.path == path) {
+                Some(old) => tracing::info!(
+                    library = %path.display(),
+                    old = ?describe(old),
+                    new = ?new,
+                    elapsed_ms,
+                    "swapped {}",
+                    path.display()
+                ),
+                None => {
+                    tracing::info!(library = %path.display(), nodes = ?new, elapsed_ms, "loaded {}", path.display())
+                }
+            }
+        }
+        for path in &report.removed {
+            let old = previous
+                .iter()
+                .find(|old| &old.path == path)
+                .map(|old| describe(old));
+            tracing::info!(library = %path.display(), nodes = ?old, elapsed_ms, "removed {}", path.display());
+        }
+        report.loaded = new_versions.into_iter().map(|(path, _)| path).collect();
+        Ok(report)
+    }
+
+    /// Looks at one file; returns a freshly loaded version to serve.
+    fn examine(&mut self, path: &Path, touched: bool, report: &mut Report) -> Option<Library> {
+        let before = fs::metadata(path).ok()?;
+        let seen = self.seen.get(path);
+        let unchanged_meta =
+            seen.is_some_and(|s| s.len == before.len() && s.modified == before.modified().ok());
+        if unchanged_meta && !touched {
+            return None;
+        }
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                tracing::debug!(library = %path.display(), %err, "unreadable for now");
+                return None;
+            }
+        };
+        let after = fs::metadata(path).ok()?;
+        if after.len() != before.len()
+            || after.modified().ok() != before.modified().ok()
+            || after.len() != bytes.len() as u64
+        {
+            // Still being written: its next write brings another event.
+            tracing::debug!(library = %path.display(), "still changing; will look again");
+            return None;
+        }
+        let hash = content_hash(&bytes);
+        let served = seen.and_then(|s| s.served);
+        let previous_hash = seen.map(|s| s.hash);
+        let mut record = Seen {
+            len: after.len(),
+            modified: after.modified().ok(),
+            hash,
+            served,
+        };
+        if served == Some(hash) || (previous_hash == Some(hash) && served.is_none()) {
+            if touched {
+                tracing::info!(library = %path.display(), "unchanged content; nothing to do");
+            }
+            self.seen.insert(path.to_owned(), record);
+            return None;
+        }
+        let result = self.loader.load_bytes(path, &bytes);
+        let library = match result {
+            Ok(library) => {
+                record.served = Some(hash);
+                Some(library)
+            }
+            Err(err) => {
+                if served.is_some() {
+                    tracing::warn!(library = %path.display(), "refused {}: {err}; the previous version keeps serving", path.display());
+                } else {
+                    tracing::warn!(library = %path.display(), "refused {}: {err}", path.display());
+                }
+                report.refused.push((path.to_owned(), err));
+                None
+            }
+        };
+        self.seen.insert(path.to_owned(), record);
+        library
+    }
+}
+
+fn describe(library: &Library) -> Vec<String> {
+    library
+        .nodes
+        .iter()
+        .map(|n| format!("{}@{}", n.uid, n.version))
+        .collect()
+}
+
+fn content_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}

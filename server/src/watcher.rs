@@ -1,0 +1,54 @@
+//! Watching `nodes_path`: notify events, debounced by notify-debouncer-full,
+//! each batch followed by one reconcile pass (see [`crate::reconcile`]).
+
+use std::{collections::HashSet, path::PathBuf, sync::mpsc, time::Duration};
+
+use notify_debouncer_full::{
+    DebounceEventResult, Debouncer, RecommendedCache, new_debouncer,
+    notify::{RecommendedWatcher, RecursiveMode},
+};
+
+use crate::reconcile::Reconciler;
+
+/// The running watcher; dropping it stops watching.
+pub struct Watcher {
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+}
+
+/// Starts watching the reconciler's root; every debounced batch of events
+/// runs one reconcile pass on a dedicated thread, one at a time, off the
+/// request path.
+pub fn watch(
+    mut reconciler: Reconciler,
+    debounce: Duration,
+) -> notify_debouncer_full::notify::Result<Watcher> {
+    let (events, batches) = mpsc::channel::<DebounceEventResult>();
+    let mut debouncer = new_debouncer(debounce, None, events)?;
+    debouncer.watch(reconciler.root(), RecursiveMode::Recursive)?;
+    let root = reconciler.root().to_owned();
+    tracing::info!(nodes_path = %root.display(), debounce_ms = debounce.as_millis() as u64, "watching for library changes");
+    std::thread::Builder::new()
+        .name("nano-watcher".to_owned())
+        .spawn(move || {
+            for batch in batches {
+                match batch {
+                    Ok(events) => {
+                        let touched: HashSet<PathBuf> = events.iter().flat_map(|e| e.paths.iter().cloned()).collect();
+                        tracing::debug!(events = events.len(), paths = touched.len(), "file events");
+                        if let Err(err) = reconciler.reconcile(&touched) {
+                            tracing::error!(nodes_path = %root.display(), %err, "cannot rescan the nodes folder");
+                        }
+                    }
+                    Err(errors) => {
+                        for err in errors {
+                            tracing::warn!(%err, "file watcher error");
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(notify_debouncer_full::notify::Error::io)?;
+    Ok(Watcher {
+        _debouncer: debouncer,
+    })
+}
