@@ -40,6 +40,8 @@ const PLUGIN_CRATES: &[&str] = &[
     "init_panic_plugin",
     "not_a_plugin",
     "node-template",
+    "swap_v1",
+    "swap_v2",
 ];
 
 /// Builds every plugin the tests use (a no-op when up to date) and returns
@@ -271,6 +273,20 @@ impl Server {
             .to_owned()
     }
 
+    /// Waits until the log contains `needle` at least `count` times.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize) {
+        let (text, changed) = &*self.logs;
+        let (text, timeout) = changed
+            .wait_timeout_while(text.lock().unwrap(), PATIENCE, |t| {
+                t.matches(needle).count() < count
+            })
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "log never had {count} × {needle:?}; logs:\n{text}"
+        );
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -479,4 +495,32 @@ fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed) * 1000 + std::process::id() as u64 % 1000
+}
+
+impl Client {
+    /// The next `definitions_update`.
+    pub async fn next_update(&mut self) -> Value {
+        self.recv_where(|f| f["type"] == "definitions_update").await
+    }
+}
+
+/// The uids of a handshake or definitions_update, sorted.
+pub fn definition_uids(frame: &Value) -> Vec<String> {
+    let mut uids: Vec<String> = frame["payload"]["nodeDefinitions"]
+        .as_array()
+        .expect("nodeDefinitions")
+        .iter()
+        .map(|d| d["uid"].as_str().unwrap().to_owned())
+        .collect();
+    uids.sort();
+    uids
+}
+
+/// The version of node `uid` in a handshake or definitions_update.
+pub fn definition_version(frame: &Value, uid: &str) -> Option<String> {
+    frame["payload"]["nodeDefinitions"]
+        .as_array()?
+        .iter()
+        .find(|d| d["uid"] == uid)
+        .map(|d| d["version"].as_str().unwrap_or_default().to_owned())
 }
