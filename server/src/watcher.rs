@@ -23,7 +23,10 @@ pub fn watch(
     debounce: Duration,
 ) -> notify_debouncer_full::notify::Result<Watcher> {
     let (events, batches) = mpsc::channel::<DebounceEventResult>();
-    let mut debouncer = new_debouncer(debounce, None, events)?;
+    // The debouncer only releases events on a tick (default: a quarter of
+    // the window); a short tick keeps a swap within ~20 ms of the window.
+    let tick = (debounce / 4).clamp(Duration::from_millis(1), Duration::from_millis(20));
+    let mut debouncer = new_debouncer(debounce, Some(tick), events)?;
     debouncer.watch(reconciler.root(), RecursiveMode::Recursive)?;
     let root = reconciler.root().to_owned();
     tracing::info!(nodes_path = %root.display(), debounce_ms = debounce.as_millis() as u64, "watching for library changes");
