@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let lib_size = versions[0].len().max(versions[1].len());
     let mut latencies = Vec::with_capacity(swaps);
     let mut next = 1;
-    let mut swap_once = |ws_next: usize| {
+    let swap_once = |ws_next: usize| {
         let staging = library.with_extension("staging");
         std::fs::write(&staging, &versions[ws_next % 2]).expect("write staging");
         std::fs::rename(&staging, &library).expect("rename");
