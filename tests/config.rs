@@ -33,19 +33,13 @@ fn a_missing_required_key_is_named() {
 
 #[test]
 fn a_wrong_type_is_named() {
-    assert_config_error(
-        "server_uid = \"s\"\nport = \"eighty\"\n",
-        &["`port`", "invalid type"],
-    );
+    assert_config_error("server_uid = \"s\"\nport = \"eighty\"\n", &["`port`", "invalid type"]);
     assert_config_error("server_uid = \"s\"\nauto_watch = 1\n", &["`auto_watch`"]);
 }
 
 #[test]
 fn an_unknown_key_is_named() {
-    assert_config_error(
-        "server_uid = \"s\"\nprot = 3017\n",
-        &["`prot`", "unknown field"],
-    );
+    assert_config_error("server_uid = \"s\"\nprot = 3017\n", &["`prot`", "unknown field"]);
 }
 
 #[test]
@@ -55,8 +49,7 @@ fn a_syntax_error_gives_the_line() {
 
 #[test]
 fn a_missing_file_is_named() {
-    let (code, _, stderr) =
-        run_server_to_exit(&mut server_command(Path::new("/nonexistent/config.toml")));
+    let (code, _, stderr) = run_server_to_exit(&mut server_command(Path::new("/nonexistent/config.toml")));
     assert_eq!(code, 2);
     assert!(stderr.contains("/nonexistent/config.toml"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -74,24 +67,21 @@ fn an_invalid_port_variable_is_named() {
 
 #[test]
 fn help_and_version_work() {
-    let (code, stdout, _) = run_server_to_exit(
-        std::process::Command::new(env!("CARGO_BIN_EXE_nano-server")).arg("--help"),
-    );
+    let (code, stdout, _) =
+        run_server_to_exit(std::process::Command::new(env!("CARGO_BIN_EXE_nano-server")).arg("--help"));
     assert_eq!(code, 0);
     for flag in ["--config", "--host", "--port", "--nodes-path"] {
         assert!(stdout.contains(flag), "{flag} in --help");
     }
-    let (code, stdout, _) = run_server_to_exit(
-        std::process::Command::new(env!("CARGO_BIN_EXE_nano-server")).arg("--version"),
-    );
+    let (code, stdout, _) =
+        run_server_to_exit(std::process::Command::new(env!("CARGO_BIN_EXE_nano-server")).arg("--version"));
     assert_eq!(code, 0);
     assert!(stdout.contains(env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
 fn a_missing_nodes_folder_is_a_clear_error() {
-    let (code, _, stderr) =
-        start_with_config("server_uid = \"s\"\nport = 0\nnodes_path = \"does-not-exist\"\n");
+    let (code, _, stderr) = start_with_config("server_uid = \"s\"\nport = 0\nnodes_path = \"does-not-exist\"\n");
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot scan nodes_path"), "{stderr}");
     assert!(stderr.contains("does-not-exist"), "{stderr}");

@@ -12,10 +12,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use support::{
-    Client, NodesDir, Server, definition_uids, definition_version, final_status, lib_name, plugin,
-    request,
-};
+use support::{Client, NodesDir, Server, definition_uids, definition_version, final_status, lib_name, plugin, request};
 
 const V1: &str = "1.0.0";
 const V2: &str = "2.0.0";
@@ -30,10 +27,7 @@ fn installed(nodes: &NodesDir) -> PathBuf {
 
 /// Starts a server with version `initial` of the swap library installed.
 fn start(initial: &str, debounce_ms: u64) -> (NodesDir, Server) {
-    let nodes = NodesDir::examples().with_file(
-        &format!("test/swap/{}", lib_name("swap")),
-        &swap_bytes(initial),
-    );
+    let nodes = NodesDir::examples().with_file(&format!("test/swap/{}", lib_name("swap")), &swap_bytes(initial));
     let server = Server::start_with(&nodes, &format!("watch_debounce_time = {debounce_ms}"));
     (nodes, server)
 }
@@ -63,9 +57,7 @@ fn replace(path: &Path, bytes: &[u8], how: usize) {
 }
 
 async fn run_swap_node(client: &mut Client, ms: u64) -> Value {
-    let statuses = client
-        .execute("swap-node", json!({}), json!({"ms": ms}))
-        .await;
+    let statuses = client.execute("swap-node", json!({}), json!({"ms": ms})).await;
     final_status(&statuses).clone()
 }
 
@@ -89,10 +81,7 @@ async fn an_added_library_is_announced_and_served() {
             "swap-only-v1"
         ]
     );
-    assert_eq!(
-        run_swap_node(&mut client, 0).await["outputs"]["version"],
-        json!([V1])
-    );
+    assert_eq!(run_swap_node(&mut client, 0).await["outputs"]["version"], json!([V1]));
     assert_eq!(server.status_document().await["loadedNodes"], 5);
 }
 
@@ -110,31 +99,19 @@ async fn a_new_version_serves_new_executions_while_running_ones_finish_on_the_ol
             json!({"ms": 1500}),
         ))
         .await;
-    assert_eq!(
-        client.next_status("wf-long", &json!(1)).await["type"],
-        "running"
-    );
+    assert_eq!(client.next_status("wf-long", &json!(1)).await["type"], "running");
 
     replace(&installed(&nodes), &swap_bytes(V2), 0);
     let update = client.next_update().await;
-    assert_eq!(
-        definition_version(&update, "swap-node").as_deref(),
-        Some(V2)
-    );
+    assert_eq!(definition_version(&update, "swap-node").as_deref(), Some(V2));
     let uids = definition_uids(&update);
-    assert!(
-        uids.contains(&"swap-only-v2".to_owned()),
-        "new node appears: {uids:?}"
-    );
+    assert!(uids.contains(&"swap-only-v2".to_owned()), "new node appears: {uids:?}");
     assert!(
         !uids.contains(&"swap-only-v1".to_owned()),
         "old node disappears: {uids:?}"
     );
 
-    assert_eq!(
-        run_swap_node(&mut client, 0).await["outputs"]["version"],
-        json!([V2])
-    );
+    assert_eq!(run_swap_node(&mut client, 0).await["outputs"]["version"], json!([V2]));
     let gone = client.execute("swap-only-v1", json!({}), json!({})).await;
     assert_eq!(final_status(&gone)["type"], "error");
     let long = client.statuses_until_final("wf-long", &json!(1)).await;
@@ -182,18 +159,12 @@ async fn twenty_replacements_under_continuous_load_lose_nothing() {
         for status in worker.await.unwrap() {
             assert_eq!(status["type"], "complete", "no execution fails: {status}");
             let version = &status["outputs"]["version"][0];
-            assert!(
-                version == V1 || version == V2,
-                "answered by a live version: {status}"
-            );
+            assert!(version == V1 || version == V2, "answered by a live version: {status}");
             total += 1;
         }
     }
     assert!(total >= 20, "load ran throughout ({total} executions)");
-    assert_eq!(
-        run_swap_node(&mut observer, 0).await["outputs"]["version"],
-        json!([V1])
-    );
+    assert_eq!(run_swap_node(&mut observer, 0).await["outputs"]["version"], json!([V1]));
     assert_eq!(server.logs().matches("swapped").count(), 20);
 }
 
@@ -212,12 +183,7 @@ async fn a_removed_or_disabled_library_is_no_longer_served() {
     );
     let statuses = client.execute("swap-node", json!({}), json!({})).await;
     assert_eq!(statuses.len(), 1);
-    assert!(
-        statuses[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("swap-node")
-    );
+    assert!(statuses[0]["message"].as_str().unwrap().contains("swap-node"));
 
     std::fs::rename(&disabled, &path).unwrap();
     assert!(definition_uids(&client.next_update().await).contains(&"swap-node".to_owned()));
@@ -233,21 +199,15 @@ async fn a_broken_replacement_keeps_the_old_version_serving() {
     let path = installed(&nodes);
     let v2 = swap_bytes(V2);
 
-    for (i, broken) in [
-        b"not a library at all".to_vec(),
-        v2[..v2.len() / 2].to_vec(),
-    ]
-    .iter()
-    .enumerate()
+    for (i, broken) in [b"not a library at all".to_vec(), v2[..v2.len() / 2].to_vec()]
+        .iter()
+        .enumerate()
     {
         replace(&path, broken, i);
         server.wait_for_log_count("the previous version keeps serving", i + 1);
         let line = server.wait_for_log(&format!("refused {}", path.display()));
         assert!(line.contains("keeps serving"), "{line}");
-        assert_eq!(
-            run_swap_node(&mut client, 0).await["outputs"]["version"],
-            json!([V1])
-        );
+        assert_eq!(run_swap_node(&mut client, 0).await["outputs"]["version"], json!([V1]));
     }
 
     // The next change to the file is tried again.
@@ -256,10 +216,7 @@ async fn a_broken_replacement_keeps_the_old_version_serving() {
         definition_version(&client.next_update().await, "swap-node").as_deref(),
         Some(V2)
     );
-    assert_eq!(
-        run_swap_node(&mut client, 0).await["outputs"]["version"],
-        json!([V2])
-    );
+    assert_eq!(run_swap_node(&mut client, 0).await["outputs"]["version"], json!([V2]));
 }
 
 #[tokio::test]
@@ -271,19 +228,13 @@ async fn changes_within_one_debounce_window_reload_once() {
     replace(&path, &swap_bytes(V1), 1);
     replace(&path, &swap_bytes(V2), 2);
     let update = client.next_update().await;
-    assert_eq!(
-        definition_version(&update, "swap-node").as_deref(),
-        Some(V2)
-    );
+    assert_eq!(definition_version(&update, "swap-node").as_deref(), Some(V2));
 
     // A sentinel change: the next update must be its, not a second reload.
     let sentinel = nodes.path().join("sentinel").join(lib_name("test_plugin"));
     replace(&sentinel, &std::fs::read(plugin("test_plugin")).unwrap(), 1);
     let next = client.next_update().await;
-    assert!(
-        definition_uids(&next).contains(&"test-echo".to_owned()),
-        "{next}"
-    );
+    assert!(definition_uids(&next).contains(&"test-echo".to_owned()), "{next}");
     assert_eq!(server.logs().matches("swapped").count(), 1);
 }
 

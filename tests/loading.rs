@@ -28,10 +28,7 @@ async fn bad_libraries_are_refused_with_a_reason_and_the_rest_serve() {
             &simple[..simple.len() / 3],
         )
         .with_file(&format!("broken/empty/{}", lib_name("empty")), b"")
-        .with_file(
-            &format!("broken/text/{}", lib_name("text")),
-            b"this is not a library\n",
-        )
+        .with_file(&format!("broken/text/{}", lib_name("text")), b"this is not a library\n")
         .with_file(
             &format!("broken/foreign/{}", lib_name("foreign")),
             &std::fs::read(foreign_abi_plugin()).unwrap(),
@@ -42,12 +39,9 @@ async fn bad_libraries_are_refused_with_a_reason_and_the_rest_serve() {
         uids(&server.status_document().await),
         ["complex-math", "progress-steps", "simple-text"]
     );
-    let refused =
-        |dir: &str| server.wait_for_log(&format!("refused {}", nodes.path().join(dir).display()));
+    let refused = |dir: &str| server.wait_for_log(&format!("refused {}", nodes.path().join(dir).display()));
     assert!(refused("broken/not_a_plugin").contains("exports no root module"));
-    assert!(
-        refused("broken/init_panic").contains("deliberate panic while building the definition")
-    );
+    assert!(refused("broken/init_panic").contains("deliberate panic while building the definition"));
     assert!(refused("broken/truncated").contains("not a loadable library"));
     assert!(refused("broken/empty").contains("not a loadable library"));
     assert!(refused("broken/text").contains("not a loadable library"));
@@ -64,9 +58,7 @@ async fn bad_libraries_are_refused_with_a_reason_and_the_rest_serve() {
     );
 
     let mut client = Client::connect(&server).await;
-    let statuses = client
-        .execute("simple-text", json!({"text": "ok"}), json!({}))
-        .await;
+    let statuses = client.execute("simple-text", json!({"text": "ok"}), json!({})).await;
     assert_eq!(final_status(&statuses)["type"], "complete");
     assert!(server.is_running());
 }
@@ -76,14 +68,8 @@ async fn disabled_libraries_are_skipped() {
     let bytes = std::fs::read(plugin("progress_node")).unwrap();
     let nodes = NodesDir::empty()
         .with_plugin("processing/simple_text_node", "simple_text_node")
-        .with_file(
-            &format!("utility/a/disabled.{}", lib_name("progress_node")),
-            &bytes,
-        )
-        .with_file(
-            &format!("utility/b/{}", lib_name("progress_node.disabled")),
-            &bytes,
-        );
+        .with_file(&format!("utility/a/disabled.{}", lib_name("progress_node")), &bytes)
+        .with_file(&format!("utility/b/{}", lib_name("progress_node.disabled")), &bytes);
     let server = Server::start(&nodes);
     assert_eq!(uids(&server.status_document().await), ["simple-text"]);
 }
@@ -97,17 +83,11 @@ async fn a_duplicate_uid_is_served_once_from_the_first_path() {
     assert_eq!(uids(&server.status_document().await), ["simple-text"]);
     let warning = server.wait_for_log("two libraries export node `simple-text`");
     assert!(
-        warning.contains(&format!(
-            "served_from={}",
-            nodes.path().join("a_first").display()
-        )),
+        warning.contains(&format!("served_from={}", nodes.path().join("a_first").display())),
         "{warning}"
     );
     assert!(
-        warning.contains(&format!(
-            "ignored={}",
-            nodes.path().join("b_second").display()
-        )),
+        warning.contains(&format!("ignored={}", nodes.path().join("b_second").display())),
         "{warning}"
     );
 }
@@ -123,11 +103,7 @@ async fn libraries_run_from_private_copies_so_the_file_can_be_overwritten() {
     std::fs::write(&installed, b"garbage written over the library").unwrap();
     let mut client = Client::connect(&server).await;
     let statuses = client
-        .execute(
-            "simple-text",
-            json!({"text": "safe"}),
-            json!({"uppercase": true}),
-        )
+        .execute("simple-text", json!({"text": "safe"}), json!({"uppercase": true}))
         .await;
     assert_eq!(final_status(&statuses)["outputs"]["text"], json!(["SAFE"]));
 }
@@ -152,15 +128,10 @@ async fn an_empty_nodes_folder_serves_nothing_but_starts() {
 
 #[tokio::test]
 async fn the_template_plugin_is_a_working_node() {
-    let server =
-        Server::start(&NodesDir::empty().with_plugin("examples/template", "node-template"));
+    let server = Server::start(&NodesDir::empty().with_plugin("examples/template", "node-template"));
     let mut client = Client::connect(&server).await;
     let statuses = client
-        .execute(
-            "template-node",
-            json!({"text": ["a bb ccc"]}),
-            json!({"min_length": 2}),
-        )
+        .execute("template-node", json!({"text": ["a bb ccc"]}), json!({"min_length": 2}))
         .await;
     let outputs = &final_status(&statuses)["outputs"];
     assert_eq!(outputs["words"], json!(["bb", "ccc"]));

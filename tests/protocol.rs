@@ -68,9 +68,7 @@ async fn handshake_carries_identity_and_every_definition() {
 async fn unknown_definition_fields_round_trip_to_the_orchestrator() {
     let server = Server::start(&examples_and_test_nodes());
     let client = Client::connect(&server).await;
-    let defs = client.handshake["payload"]["nodeDefinitions"]
-        .as_array()
-        .unwrap();
+    let defs = client.handshake["payload"]["nodeDefinitions"].as_array().unwrap();
     let echo = defs.iter().find(|d| d["uid"] == "test-echo").unwrap();
     assert_eq!(echo["x-custom"], json!({"nested": {"kept": true}}));
     assert_eq!(echo["width"], 321);
@@ -97,31 +95,19 @@ async fn simple_text_accepts_list_and_bare_inputs() {
     );
 
     let statuses = client
-        .execute(
-            "simple-text",
-            json!({"text": "hello"}),
-            json!({"uppercase": true}),
-        )
+        .execute("simple-text", json!({"text": "hello"}), json!({"uppercase": true}))
         .await;
-    assert_eq!(
-        final_status(&statuses)["outputs"],
-        json!({"text": ["HELLO"]})
-    );
+    assert_eq!(final_status(&statuses)["outputs"], json!({"text": ["HELLO"]}));
 }
 
 #[tokio::test]
 async fn simple_text_rejects_a_non_string() {
     let server = Server::start(&NodesDir::examples());
     let mut client = Client::connect(&server).await;
-    let statuses = client
-        .execute("simple-text", json!({"text": [42]}), json!({}))
-        .await;
+    let statuses = client.execute("simple-text", json!({"text": [42]}), json!({})).await;
     let last = final_status(&statuses);
     assert_eq!(last["type"], "error");
-    assert!(
-        last["message"].as_str().unwrap().contains("input 'text'"),
-        "{last}"
-    );
+    assert!(last["message"].as_str().unwrap().contains("input 'text'"), "{last}");
 }
 
 #[tokio::test]
@@ -136,22 +122,12 @@ async fn complex_math_computes_and_reports_errors() {
         (json!(2), json!(10), "power", json!([1024])),
     ] {
         let statuses = client
-            .execute(
-                "complex-math",
-                json!({"a": [a], "b": [b]}),
-                json!({"operation": op}),
-            )
+            .execute("complex-math", json!({"a": [a], "b": [b]}), json!({"operation": op}))
             .await;
-        assert_eq!(
-            final_status(&statuses)["outputs"]["result"],
-            expected,
-            "{op}"
-        );
+        assert_eq!(final_status(&statuses)["outputs"]["result"], expected, "{op}");
     }
     // The default operation is add.
-    let statuses = client
-        .execute("complex-math", json!({"a": 1, "b": 2}), json!({}))
-        .await;
+    let statuses = client.execute("complex-math", json!({"a": 1, "b": 2}), json!({})).await;
     assert_eq!(final_status(&statuses)["outputs"]["result"], json!([3]));
 
     let statuses = client
@@ -163,23 +139,14 @@ async fn complex_math_computes_and_reports_errors() {
         .await;
     let last = final_status(&statuses);
     assert_eq!(last["type"], "error");
-    assert!(
-        last["message"]
-            .as_str()
-            .unwrap()
-            .contains("division by zero"),
-        "{last}"
-    );
+    assert!(last["message"].as_str().unwrap().contains("division by zero"), "{last}");
 
     let statuses = client
         .execute("complex-math", json!({"a": ["x"], "b": [1]}), json!({}))
         .await;
     let last = final_status(&statuses);
     assert_eq!(last["type"], "error");
-    assert!(
-        last["message"].as_str().unwrap().contains("input 'a'"),
-        "{last}"
-    );
+    assert!(last["message"].as_str().unwrap().contains("input 'a'"), "{last}");
 }
 
 #[tokio::test]
@@ -187,11 +154,7 @@ async fn progress_steps_reports_progress_in_order() {
     let server = Server::start(&NodesDir::examples());
     let mut client = Client::connect(&server).await;
     let statuses = client
-        .execute(
-            "progress-steps",
-            json!({}),
-            json!({"steps": 3, "delay_ms": 10}),
-        )
+        .execute("progress-steps", json!({}), json!({"steps": 3, "delay_ms": 10}))
         .await;
     assert_eq!(statuses.len(), 5, "{statuses:?}");
     assert_eq!(statuses[0]["message"], "Starting execution...");
@@ -212,12 +175,7 @@ async fn unknown_node_gets_an_error_naming_its_uid() {
     let statuses = client.execute("no-such-node", json!({}), json!({})).await;
     assert_eq!(statuses.len(), 1);
     assert_eq!(statuses[0]["type"], "error");
-    assert!(
-        statuses[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no-such-node")
-    );
+    assert!(statuses[0]["message"].as_str().unwrap().contains("no-such-node"));
 }
 
 #[tokio::test]
@@ -241,10 +199,10 @@ async fn stop_acks_at_once_and_no_complete_follows() {
             break;
         }
     }
-    client.send(&json!({"type": "stop_workflow_instance", "serverUid": "orchestrator", "instanceId": "wf-stop"})).await;
-    let ack = client
-        .recv_where(|f| f["type"] == "ack_stop_workflow")
+    client
+        .send(&json!({"type": "stop_workflow_instance", "serverUid": "orchestrator", "instanceId": "wf-stop"}))
         .await;
+    let ack = client.recv_where(|f| f["type"] == "ack_stop_workflow").await;
     assert_eq!(ack["instanceId"], "wf-stop");
     assert_eq!(ack["serverUid"], "test-server");
     assert_eq!(ack["payload"]["success"], true);
@@ -271,15 +229,10 @@ async fn stop_acks_at_once_and_no_complete_follows() {
         &json!({"type": "error", "message": "Execution aborted"})
     );
     // A later execution round-trips with nothing more about the stopped one.
-    let statuses = client
-        .execute("simple-text", json!({"text": "x"}), json!({}))
-        .await;
+    let statuses = client.execute("simple-text", json!({"text": "x"}), json!({})).await;
     assert_eq!(final_status(&statuses)["type"], "complete");
     assert!(
-        client
-            .backlog()
-            .iter()
-            .all(|f| f["instanceId"] != "wf-stop"),
+        client.backlog().iter().all(|f| f["instanceId"] != "wf-stop"),
         "late frames for the stopped execution: {:?}",
         client.backlog()
     );
@@ -311,18 +264,10 @@ async fn a_node_that_ignores_abort_never_completes_after_stop() {
         .recv_where(|f| f["type"] == "ack_stop_workflow" || f["instanceId"] == "wf-stubborn")
         .await;
     assert_eq!(next["type"], "ack_stop_workflow", "{next}");
-    assert!(
-        next["payload"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Aborted 1")
-    );
+    assert!(next["payload"]["message"].as_str().unwrap().contains("Aborted 1"));
     // What the node sends or returns after the stop is dropped.
     let last = client.next_status("wf-stubborn", &node).await;
-    assert_eq!(
-        last,
-        json!({"type": "error", "message": "Execution aborted"})
-    );
+    assert_eq!(last, json!({"type": "error", "message": "Execution aborted"}));
 }
 
 #[tokio::test]
@@ -332,9 +277,7 @@ async fn stop_of_an_idle_instance_acks_zero() {
     client
         .send(&json!({"type": "stop_workflow_instance", "instanceId": "nothing-here"}))
         .await;
-    let ack = client
-        .recv_where(|f| f["type"] == "ack_stop_workflow")
-        .await;
+    let ack = client.recv_where(|f| f["type"] == "ack_stop_workflow").await;
     assert!(
         ack["payload"]["message"]
             .as_str()
@@ -402,10 +345,7 @@ async fn executions_on_one_connection_run_concurrently() {
     while first_steps < 6 {
         let frame = client.recv_where(|f| f["type"] == "node_status").await;
         let status = &frame["payload"]["status"];
-        assert_ne!(
-            status["type"], "complete",
-            "completed before all had started: {frame}"
-        );
+        assert_ne!(status["type"], "complete", "completed before all had started: {frame}");
         if status["progress"]["step"] == 1 {
             first_steps += 1;
         }
@@ -436,20 +376,11 @@ async fn two_clients_only_see_their_own_statuses() {
     .await;
     let bob_statuses = bob.statuses_until_final("bob-wf", &json!(1)).await;
     let alice_statuses = alice.statuses_until_final("alice-wf", &json!(1)).await;
-    assert_eq!(
-        final_status(&bob_statuses)["outputs"]["text"],
-        json!(["bob"])
-    );
-    assert_eq!(
-        final_status(&alice_statuses)["outputs"]["result"],
-        json!(["done"])
-    );
+    assert_eq!(final_status(&bob_statuses)["outputs"]["text"], json!(["bob"]));
+    assert_eq!(final_status(&alice_statuses)["outputs"]["result"], json!(["done"]));
     // One more round trip each, then nothing foreign may have arrived.
-    bob.execute("simple-text", json!({"text": "again"}), json!({}))
-        .await;
-    alice
-        .execute("simple-text", json!({"text": "again"}), json!({}))
-        .await;
+    bob.execute("simple-text", json!({"text": "again"}), json!({})).await;
+    alice.execute("simple-text", json!({"text": "again"}), json!({})).await;
     assert!(
         bob.backlog().iter().all(|f| f["instanceId"] != "alice-wf"),
         "{:?}",
@@ -500,17 +431,11 @@ async fn malformed_frames_are_ignored_and_the_connection_carries_on() {
     let statuses = client
         .execute("simple-text", json!({"text": "still here"}), json!({}))
         .await;
-    assert_eq!(
-        final_status(&statuses)["outputs"]["text"],
-        json!(["still here"])
-    );
+    assert_eq!(final_status(&statuses)["outputs"]["text"], json!(["still here"]));
     let long = client.statuses_until_final("wf-long", &json!(1)).await;
     assert_eq!(final_status(&long)["type"], "complete");
     assert!(
-        client
-            .backlog()
-            .iter()
-            .all(|f| f["instanceId"] == "wf-long"),
+        client.backlog().iter().all(|f| f["instanceId"] == "wf-long"),
         "malformed frames got replies: {:?}",
         client.backlog()
     );
@@ -522,36 +447,18 @@ async fn malformed_frames_are_ignored_and_the_connection_carries_on() {
 async fn wrongly_shaped_requests_get_an_error_saying_why() {
     let server = Server::start(&NodesDir::examples());
     let mut client = Client::connect(&server).await;
-    let mut frame = request(
-        "wf-shape",
-        json!("node-a"),
-        "simple-text",
-        json!({}),
-        json!({}),
-    );
+    let mut frame = request("wf-shape", json!("node-a"), "simple-text", json!({}), json!({}));
     frame["payload"]["inputs"] = json!(["not", "an", "object"]);
     client.send(&frame).await;
     let status = client.next_status("wf-shape", &json!("node-a")).await;
     assert_eq!(status["type"], "error");
-    assert!(
-        status["message"].as_str().unwrap().contains("inputs"),
-        "{status}"
-    );
+    assert!(status["message"].as_str().unwrap().contains("inputs"), "{status}");
 
-    let mut frame = request(
-        "wf-shape",
-        json!(2),
-        "simple-text",
-        json!({"text": "x"}),
-        json!({}),
-    );
+    let mut frame = request("wf-shape", json!(2), "simple-text", json!({"text": "x"}), json!({}));
     frame["payload"]["graphNode"]["parameters"] = json!({"uppercase": true});
     client.send(&frame).await;
     let status = client.next_status("wf-shape", &json!(2)).await;
-    assert!(
-        status["message"].as_str().unwrap().contains("parameters"),
-        "{status}"
-    );
+    assert!(status["message"].as_str().unwrap().contains("parameters"), "{status}");
 }
 
 #[tokio::test]
@@ -564,9 +471,7 @@ async fn a_panicking_node_reports_an_error_and_the_server_keeps_serving() {
         assert_eq!(last["type"], "error");
         assert_eq!(last["message"], "node panicked: deliberate test panic");
     }
-    let statuses = client
-        .execute("simple-text", json!({"text": "alive"}), json!({}))
-        .await;
+    let statuses = client.execute("simple-text", json!({"text": "alive"}), json!({})).await;
     assert_eq!(final_status(&statuses)["outputs"]["text"], json!(["alive"]));
     assert_eq!(server.status_document().await["loadedNodes"], 6);
     assert!(server.is_running());
@@ -586,10 +491,7 @@ async fn the_node_sees_parameters_graph_node_and_instance() {
         ))
         .await;
     let statuses = client.statuses_until_final("wf-echo", &json!(33)).await;
-    assert_eq!(
-        statuses[1],
-        json!({"type": "running", "message": "echoing"})
-    );
+    assert_eq!(statuses[1], json!({"type": "running", "message": "echoing"}));
     let outputs = &final_status(&statuses)["outputs"];
     assert_eq!(outputs["inputs"], json!([{"value": [1, 2]}]));
     assert_eq!(outputs["label"], json!(["hi"]));
@@ -598,8 +500,5 @@ async fn the_node_sees_parameters_graph_node_and_instance() {
 
     // Without the parameter, the definition's default applies.
     let statuses = client.execute("test-echo", json!({}), json!({})).await;
-    assert_eq!(
-        final_status(&statuses)["outputs"]["label"],
-        json!(["fallback"])
-    );
+    assert_eq!(final_status(&statuses)["outputs"]["label"], json!(["fallback"]));
 }

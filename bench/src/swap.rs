@@ -23,9 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        bail!(
-            "usage: swap-bench <nano-server> <libswap_v1> <libswap_v2> [swaps=50] [rss_swaps=100] [debounce_ms=100]"
-        );
+        bail!("usage: swap-bench <nano-server> <libswap_v1> <libswap_v2> [swaps=50] [rss_swaps=100] [debounce_ms=100]");
     }
     let server = PathBuf::from(&args[1]);
     let versions = [std::fs::read(&args[2])?, std::fs::read(&args[3])?];
@@ -58,10 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let mut port = None;
     while let Some(line) = lines.next_line().await? {
         if let Some(address) = line.strip_prefix("nano-server listening on http://") {
-            port = address
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse::<u16>().ok());
+            port = address.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
         }
         if line == "[NANOSERVER_READY]" {
             break;
@@ -109,9 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let (libs_after, other_after) = rss_split_kib(pid)?;
     let private_copies = count_private_copies(pid)?;
 
-    println!(
-        "swap latency, file complete -> definitions_update, over {swaps} swaps (debounce {debounce_ms} ms):"
-    );
+    println!("swap latency, file complete -> definitions_update, over {swaps} swaps (debounce {debounce_ms} ms):");
     println!("  total:           min {min:.2} ms, median {median:.2} ms, max {max:.2} ms");
     println!(
         "  beyond debounce: median {:+.2} ms, max {:+.2} ms",
@@ -125,8 +118,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  RSS {rss_before} KiB -> {rss_after} KiB: {:.1} KiB per swap ({:.1}% of the library size)",
         (rss_after as f64 - rss_before as f64) / rss_swaps as f64,
-        (rss_after as f64 - rss_before as f64) / rss_swaps as f64 * 1024.0 / lib_size as f64
-            * 100.0
+        (rss_after as f64 - rss_before as f64) / rss_swaps as f64 * 1024.0 / lib_size as f64 * 100.0
     );
     println!(
         "  of which in library mappings: {:.1} KiB per swap; everything else (heap, stacks): {:.1} KiB per swap",
@@ -139,9 +131,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn wait_update(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 ) -> anyhow::Result<()> {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
@@ -172,12 +162,7 @@ fn rss_split_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     let mut in_library = false;
     for line in smaps.lines() {
         if let Some(kib) = line.strip_prefix("Rss:") {
-            let kib: u64 = kib
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .unwrap_or(0);
+            let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
             if in_library {
                 libs += kib;
             } else {

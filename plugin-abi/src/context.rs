@@ -87,11 +87,7 @@ impl Outputs {
     }
 
     /// Sets port `name` to a list of values.
-    pub fn with_list<T: Serialize>(
-        self,
-        name: impl Into<String>,
-        values: impl IntoIterator<Item = T>,
-    ) -> Self {
+    pub fn with_list<T: Serialize>(self, name: impl Into<String>, values: impl IntoIterator<Item = T>) -> Self {
         let name = name.into();
         let values: Result<Vec<Value>, _> = values.into_iter().map(serde_json::to_value).collect();
         match values {
@@ -249,10 +245,7 @@ impl<'a> Context<'a> {
             .and_then(|p| non_null(p.get("value")).or_else(|| non_null(p.get("default"))));
         let declared = self.definition.find_parameter(name);
         let value = from_graph
-            .or_else(|| {
-                declared
-                    .and_then(|p| non_null(Some(&p.default)).or_else(|| non_null(Some(&p.value))))
-            })
+            .or_else(|| declared.and_then(|p| non_null(Some(&p.default)).or_else(|| non_null(Some(&p.value)))))
             .ok_or_else(|| {
                 NodeError::new(match declared {
                     Some(_) => format!("parameter '{name}' has no value and no default"),

@@ -187,11 +187,7 @@ pub struct Parameter {
 
 impl Parameter {
     /// A parameter of any type with a default value.
-    pub fn new(
-        name: impl Into<String>,
-        kind: impl Into<String>,
-        default: impl Into<Value>,
-    ) -> Self {
+    pub fn new(name: impl Into<String>, kind: impl Into<String>, default: impl Into<Value>) -> Self {
         let default = default.into();
         Self {
             name: name.into(),
@@ -220,11 +216,7 @@ impl Parameter {
     }
 
     /// A `select` parameter; `options` are `(value, label)` pairs.
-    pub fn select(
-        name: impl Into<String>,
-        default: impl Into<String>,
-        options: &[(&str, &str)],
-    ) -> Self {
+    pub fn select(name: impl Into<String>, default: impl Into<String>, options: &[(&str, &str)]) -> Self {
         let options: Vec<Value> = options
             .iter()
             .map(|(value, label)| serde_json::json!({ "value": value, "label": label }))

@@ -61,18 +61,10 @@ pub fn root_module<N: NodeSet>() -> PluginModuleRef {
 }
 
 extern "C" fn definitions<N: NodeSet>() -> RResult<RString, RString> {
-    guarded(|| {
-        N::registered()
-            .definitions_json
-            .clone()
-            .map_err(NodeError::from)
-    })
+    guarded(|| N::registered().definitions_json.clone().map_err(NodeError::from))
 }
 
-extern "C" fn execute<N: NodeSet>(
-    call: ExecuteCall<'_>,
-    host: HostRef<'_>,
-) -> RResult<RString, RString> {
+extern "C" fn execute<N: NodeSet>(call: ExecuteCall<'_>, host: HostRef<'_>) -> RResult<RString, RString> {
     guarded(|| {
         let (node, definition) = N::registered()
             .nodes
@@ -97,9 +89,7 @@ fn guarded(f: impl FnOnce() -> Result<String, NodeError>) -> RResult<RString, RS
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(json)) => RResult::ROk(json.into()),
         Ok(Err(err)) => RResult::RErr(err.message().into()),
-        Err(payload) => {
-            RResult::RErr(format!("node panicked: {}", panic_message(&*payload)).into())
-        }
+        Err(payload) => RResult::RErr(format!("node panicked: {}", panic_message(&*payload)).into()),
     }
 }
 

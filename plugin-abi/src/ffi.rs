@@ -63,8 +63,7 @@ pub struct PluginModule {
     /// Runs one node: the outputs as a JSON object, or the node's error
     /// message (also when it panicked).
     #[sabi(last_prefix_field)]
-    pub execute:
-        extern "C" fn(call: ExecuteCall<'_>, host: HostRef<'_>) -> RResult<RString, RString>,
+    pub execute: extern "C" fn(call: ExecuteCall<'_>, host: HostRef<'_>) -> RResult<RString, RString>,
 }
 
 impl RootModule for PluginModuleRef {

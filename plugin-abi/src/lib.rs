@@ -89,17 +89,13 @@ pub trait Node: Send + Sync + 'static {
 
 /// Everything a node implementation needs, for `use nano_plugin_abi::prelude::*`.
 pub mod prelude {
-    pub use crate::{
-        Context, Node, NodeDefinition, NodeError, NodeResult, Outputs, Parameter, Port,
-    };
+    pub use crate::{Context, Node, NodeDefinition, NodeError, NodeResult, Outputs, Parameter, Port};
 }
 
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::{NodeSet, Registered, root_module};
-    pub use abi_stable::library::{
-        __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
-    };
+    pub use abi_stable::library::{__call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult};
 }
 
 #[cfg(test)]

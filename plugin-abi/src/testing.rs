@@ -104,9 +104,7 @@ struct Collector {
 
 impl Host for Collector {
     fn send_status(&self, status_json: &str) {
-        if let (Ok(mut statuses), Ok(status)) =
-            (self.statuses.lock(), serde_json::from_str(status_json))
-        {
+        if let (Ok(mut statuses), Ok(status)) = (self.statuses.lock(), serde_json::from_str(status_json)) {
             statuses.push(status);
         }
     }

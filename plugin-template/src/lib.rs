@@ -47,9 +47,7 @@ impl Node for TemplateNode {
         }
 
         // Several outputs; each port carries a list.
-        Ok(Outputs::new()
-            .with("count", words.len())
-            .with_list("words", words))
+        Ok(Outputs::new().with("count", words.len()).with_list("words", words))
     }
 }
 
@@ -62,11 +60,7 @@ mod tests {
 
     #[test]
     fn splits_and_filters_words() {
-        let run = testing::run(
-            &TemplateNode,
-            json!({"text": ["a bb ccc"]}),
-            json!({"min_length": 2}),
-        );
+        let run = testing::run(&TemplateNode, json!({"text": ["a bb ccc"]}), json!({"min_length": 2}));
         let out = run.outputs().unwrap();
         assert_eq!(out.get("words"), Some(&json!(["bb", "ccc"])));
         assert_eq!(out.get("count"), Some(&json!([2])));
@@ -83,11 +77,7 @@ mod tests {
     fn errors_are_values() {
         let run = testing::run(&TemplateNode, json!({}), json!({}));
         assert_eq!(run.result.unwrap_err().message(), "missing input 'text'");
-        let run = testing::run(
-            &TemplateNode,
-            json!({"text": "x"}),
-            json!({"min_length": 0}),
-        );
+        let run = testing::run(&TemplateNode, json!({"text": "x"}), json!({"min_length": 0}));
         assert!(run.result.is_err());
     }
 

@@ -24,21 +24,13 @@ pub fn find_node_crates(root: &Path) -> anyhow::Result<Vec<NodeCrate>> {
         let manifest = dir.join("Cargo.toml");
         if manifest.is_file() {
             if let Some(name) = cdylib_package(&manifest)? {
-                crates.push(NodeCrate {
-                    dir: dir.clone(),
-                    name,
-                });
+                crates.push(NodeCrate { dir: dir.clone(), name });
             }
         }
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
-        {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
             let entry = entry?;
             let name = entry.file_name();
-            if entry.file_type()?.is_dir()
-                && name != "target"
-                && !name.to_string_lossy().starts_with('.')
-            {
+            if entry.file_type()?.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
                 dirs.push(entry.path());
             }
         }
@@ -62,10 +54,8 @@ fn cdylib_package(manifest: &Path) -> anyhow::Result<Option<String>> {
         #[serde(rename = "crate-type", default)]
         crate_type: Vec<String>,
     }
-    let text = std::fs::read_to_string(manifest)
-        .with_context(|| format!("cannot read {}", manifest.display()))?;
-    let parsed: Manifest =
-        toml::from_str(&text).with_context(|| format!("cannot parse {}", manifest.display()))?;
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
+    let parsed: Manifest = toml::from_str(&text).with_context(|| format!("cannot parse {}", manifest.display()))?;
     let is_plugin = parsed
         .lib
         .is_some_and(|lib| lib.crate_type.iter().any(|t| t == "cdylib"));
@@ -90,26 +80,18 @@ pub fn build_and_install(node: &NodeCrate, release: bool) -> anyhow::Result<Path
     }
     let output = command.output().context("cannot run cargo")?;
     if !output.status.success() {
-        bail!(
-            "cargo build failed for {} ({})",
-            node.name,
-            node.dir.display()
-        );
+        bail!("cargo build failed for {} ({})", node.name, node.dir.display());
     }
     let library = built_library(&output.stdout, &node.name)
         .with_context(|| format!("cargo built {} but reported no dynamic library", node.name))?;
-    let installed = node.dir.join(
-        library
-            .file_name()
-            .context("library path has no file name")?,
-    );
+    let installed = node
+        .dir
+        .join(library.file_name().context("library path has no file name")?);
     // Write beside the target, then rename: a watching server never sees a
     // half-written library.
     let staging = node.dir.join(format!(".{}.installing", node.name));
-    std::fs::copy(&library, &staging)
-        .with_context(|| format!("cannot copy {}", library.display()))?;
-    std::fs::rename(&staging, &installed)
-        .with_context(|| format!("cannot install {}", installed.display()))?;
+    std::fs::copy(&library, &staging).with_context(|| format!("cannot copy {}", library.display()))?;
+    std::fs::rename(&staging, &installed).with_context(|| format!("cannot install {}", installed.display()))?;
     Ok(installed)
 }
 
@@ -131,14 +113,9 @@ fn built_library(messages: &[u8], name: &str) -> Option<PathBuf> {
     String::from_utf8_lossy(messages)
         .lines()
         .filter_map(|line| serde_json::from_str::<Message>(line).ok())
-        .filter(|m| {
-            m.reason == "compiler-artifact" && m.target.as_ref().is_some_and(|t| t.name == lib_name)
-        })
+        .filter(|m| m.reason == "compiler-artifact" && m.target.as_ref().is_some_and(|t| t.name == lib_name))
         .flat_map(|m| m.filenames)
-        .find(|f| {
-            f.extension()
-                .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
-        })
+        .find(|f| f.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION))
 }
 
 #[cfg(test)]

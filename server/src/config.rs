@@ -51,6 +51,8 @@ struct FileConfig {
     auto_watch: Option<bool>,
     watch_debounce_time: Option<u64>,
     max_concurrent_executions: Option<usize>,
+    max_request_bytes: Option<usize>,
+    execution_timeout_ms: Option<u64>,
 }
 
 /// Overrides given on the command line.
@@ -81,6 +83,10 @@ pub struct Config {
     pub auto_watch: bool,
     pub watch_debounce: Duration,
     pub max_concurrent_executions: usize,
+    /// Largest HTTP request body accepted (413 beyond).
+    pub max_request_bytes: usize,
+    /// Longest an execution may run before it is aborted with an error.
+    pub execution_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -133,12 +139,11 @@ impl Config {
         };
 
         let base = file.parent().unwrap_or(Path::new("."));
-        let nodes_path = overrides.nodes_path.clone().unwrap_or_else(|| {
-            base.join(parsed.nodes_path.unwrap_or_else(|| PathBuf::from("nodes")))
-        });
-        let max_concurrent_executions = parsed
-            .max_concurrent_executions
-            .unwrap_or_else(default_concurrency);
+        let nodes_path = overrides
+            .nodes_path
+            .clone()
+            .unwrap_or_else(|| base.join(parsed.nodes_path.unwrap_or_else(|| PathBuf::from("nodes"))));
+        let max_concurrent_executions = parsed.max_concurrent_executions.unwrap_or_else(default_concurrency);
         if max_concurrent_executions == 0 {
             return Err(ConfigError::Key {
                 file: file.to_owned(),
@@ -158,6 +163,11 @@ impl Config {
             auto_watch: parsed.auto_watch.unwrap_or(true),
             watch_debounce: Duration::from_millis(parsed.watch_debounce_time.unwrap_or(500)),
             max_concurrent_executions,
+            max_request_bytes: parsed.max_request_bytes.unwrap_or(16 * 1024 * 1024),
+            execution_timeout: parsed
+                .execution_timeout_ms
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
         })
     }
 
@@ -177,9 +187,9 @@ fn default_concurrency() -> usize {
 
 fn parse(text: &str, file: &Path) -> Result<FileConfig, ConfigError> {
     let syntax_error = |err: toml::de::Error| {
-        let line = err.span().map_or(0, |span| {
-            text[..span.start.min(text.len())].lines().count().max(1)
-        });
+        let line = err
+            .span()
+            .map_or(0, |span| text[..span.start.min(text.len())].lines().count().max(1));
         ConfigError::Syntax {
             file: file.to_owned(),
             line,
@@ -220,10 +230,7 @@ mod tests {
     use super::*;
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_toml(
             text,
             Path::new("/srv/nano/config.toml"),
@@ -261,19 +268,13 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let err = load("port = \"x\"\nserver_uid = \"s\"", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load("port = \"x\"\nserver_uid = \"s\"", &[]).unwrap_err().to_string();
         assert!(err.contains("`port`"), "{err}");
-        let err = load("server_uid = \"s\"\nprot = 1", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load("server_uid = \"s\"\nprot = 1", &[]).unwrap_err().to_string();
         assert!(err.contains("`prot`"), "{err}");
         let err = load("port = 1", &[]).unwrap_err().to_string();
         assert!(err.contains("`server_uid`"), "{err}");
-        let err = load("server_uid = \"s\"", &[("PORT", "http")])
-            .unwrap_err()
-            .to_string();
+        let err = load("server_uid = \"s\"", &[("PORT", "http")]).unwrap_err().to_string();
         assert!(err.contains("PORT"), "{err}");
         for err in [
             load("server_uid = ", &[]).unwrap_err().to_string(),

@@ -11,6 +11,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use abi_stable::{sabi_trait::TD_Opaque, sabi_types::RRef, std_types::RStr};
@@ -18,8 +19,12 @@ use nano_plugin_abi::ffi::{ExecuteCall, HostCallbacks, HostCallbacks_TO};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
-use crate::registry::{NodeHandle, NodeRegistry};
+use crate::{
+    metrics,
+    registry::{NodeHandle, NodeRegistry},
+};
 
 /// What to run, with every JSON part already validated.
 #[derive(Debug, Clone)]
@@ -41,11 +46,43 @@ pub enum Status {
     Update(String),
     /// The final success, with the outputs object.
     Complete(Box<RawValue>),
-    /// The final failure, with the message.
-    Error(String),
+    /// The final failure: why, and the message.
+    Error(Failure, String),
+}
+
+/// Why an execution failed; transports map it to their own codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The node returned an error (or panicked).
+    Node,
+    /// No node with that uid is served.
+    UnknownNode,
+    /// Stopped by the caller, a disconnect or shutdown.
+    Aborted,
+    /// Ran past `execution_timeout_ms`.
+    TimedOut,
+    /// The server could not run it.
+    Internal,
+}
+
+impl Failure {
+    /// Label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Node => "error",
+            Self::UnknownNode => "unknown_node",
+            Self::Aborted => "aborted",
+            Self::TimedOut => "timeout",
+            Self::Internal => "internal",
+        }
+    }
 }
 
 impl Status {
+    fn error(failure: Failure, message: impl Into<String>) -> Self {
+        Self::Error(failure, message.into())
+    }
+
     fn running(message: &str) -> Self {
         Self::Update(serde_json::json!({"type": "running", "message": message}).to_string())
     }
@@ -57,9 +94,7 @@ impl Status {
             Self::Complete(outputs) => {
                 format!(r#"{{"type":"complete","outputs":{}}}"#, outputs.get())
             }
-            Self::Error(message) => {
-                serde_json::json!({"type": "error", "message": message}).to_string()
-            }
+            Self::Error(_, message) => serde_json::json!({"type": "error", "message": message}).to_string(),
         }
     }
 
@@ -81,6 +116,7 @@ pub const ABORTED: &str = "Execution aborted";
 pub struct Executor {
     registry: NodeRegistry,
     permits: Arc<Semaphore>,
+    timeout: Option<Duration>,
     active: Mutex<HashMap<u64, Active>>,
     next_id: AtomicU64,
 }
@@ -93,10 +129,13 @@ struct Active {
 }
 
 impl Executor {
-    pub fn new(registry: NodeRegistry, max_concurrent: usize) -> Arc<Self> {
+    /// An executor running at most `max_concurrent` nodes at once, each for
+    /// at most `timeout` (if any).
+    pub fn new(registry: NodeRegistry, max_concurrent: usize, timeout: Option<Duration>) -> Arc<Self> {
         Arc::new(Self {
             registry,
             permits: Arc::new(Semaphore::new(max_concurrent)),
+            timeout,
             active: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
         })
@@ -104,17 +143,14 @@ impl Executor {
 
     /// Starts an execution for `owner` (a connection id) and returns at once;
     /// every status, the final one included, goes to `sink`.
-    pub fn start(
-        self: &Arc<Self>,
-        owner: u64,
-        request: ExecutionRequest,
-        sink: Arc<dyn StatusSink>,
-    ) {
+    pub fn start(self: &Arc<Self>, owner: u64, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
         let Some(node) = self.registry.snapshot().get(&request.node_uid).cloned() else {
-            sink.send(Status::Error(format!(
-                "Node '{}' not found: this server does not serve a node with that uid",
-                request.node_uid
-            )));
+            metrics::counter!(metrics::EXECUTIONS, "node" => request.node_uid.clone(), "outcome" => "unknown_node")
+                .increment(1);
+            sink.send(Status::error(
+                Failure::UnknownNode,
+                unknown_node_message(&request.node_uid),
+            ));
             return;
         };
         let state = Arc::new(ExecutionState {
@@ -132,47 +168,82 @@ impl Executor {
             },
         );
         let executor = Arc::clone(self);
-        tokio::spawn(async move {
-            let final_status = executor.run(node, request, &state).await;
-            state.finish(final_status);
-            executor.lock_active().remove(&id);
-        });
+        let span = tracing::info_span!("execution", instance = %request.instance_id, node = %request.node_uid);
+        tokio::spawn(
+            async move {
+                let uid = request.node_uid.clone();
+                let started = Instant::now();
+                let final_status = executor.run(node, request, &state).await;
+                let outcome = match &final_status {
+                    Status::Error(failure, message) => {
+                        tracing::debug!(outcome = failure.label(), %message, "execution failed");
+                        failure.label()
+                    }
+                    _ => "complete",
+                };
+                metrics::counter!(metrics::EXECUTIONS, "node" => uid.clone(), "outcome" => outcome).increment(1);
+                metrics::histogram!(metrics::EXECUTION_SECONDS, "node" => uid).record(started.elapsed().as_secs_f64());
+                state.finish(final_status);
+                executor.lock_active().remove(&id);
+            }
+            .instrument(span),
+        );
     }
 
-    async fn run(
-        &self,
-        node: NodeHandle,
-        request: ExecutionRequest,
-        state: &Arc<ExecutionState>,
-    ) -> Status {
+    async fn run(&self, node: NodeHandle, request: ExecutionRequest, state: &Arc<ExecutionState>) -> Status {
         // Waits here while `max_concurrent_executions` are running.
+        let queued = Instant::now();
         let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return Status::Error("the server is shutting down".to_owned());
+            return Status::error(Failure::Internal, "the server is shutting down");
         };
+        metrics::histogram!(metrics::QUEUE_WAIT_SECONDS).record(queued.elapsed().as_secs_f64());
         if state.is_aborted() {
-            return Status::Error(ABORTED.to_owned());
+            return Status::error(Failure::Aborted, ABORTED);
         }
         state.forward(Status::running("Starting execution..."));
         let worker_state = Arc::clone(state);
-        let outcome = tokio::task::spawn_blocking(move || {
+        metrics::gauge!(metrics::IN_FLIGHT).increment(1.0);
+        let worker = tokio::task::spawn_blocking(move || {
+            // The slot stays taken until the node really returns, even after
+            // a timeout: the worker thread is busy until then.
             let _permit = permit;
-            run_node(&node, &request, &worker_state)
-        })
-        .await;
+            let outcome = run_node(&node, &request, &worker_state);
+            metrics::gauge!(metrics::IN_FLIGHT).decrement(1.0);
+            outcome
+        });
+        let outcome = match self.timeout {
+            None => worker.await,
+            Some(limit) => match tokio::time::timeout(limit, worker).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // The late result is discarded: `finish` sends only once.
+                    state.aborted.store(true, Ordering::SeqCst);
+                    return Status::error(
+                        Failure::TimedOut,
+                        format!("Execution timed out after {} ms", limit.as_millis()),
+                    );
+                }
+            },
+        };
         if state.is_aborted() {
-            return Status::Error(ABORTED.to_owned());
+            return Status::error(Failure::Aborted, ABORTED);
         }
         match outcome {
             Ok(Ok(outputs)) => match parse_outputs(outputs) {
                 Ok(outputs) => Status::Complete(outputs),
-                Err(message) => Status::Error(message),
+                Err(message) => Status::error(Failure::Node, message),
             },
-            Ok(Err(message)) => Status::Error(message),
+            Ok(Err(message)) => Status::error(Failure::Node, message),
             Err(join_error) => {
                 tracing::error!(%join_error, "execution worker failed");
-                Status::Error("internal error while running the node".to_owned())
+                Status::error(Failure::Internal, "internal error while running the node")
             }
         }
+    }
+
+    /// Whether a node with this uid is served now.
+    pub fn serves(&self, uid: &str) -> bool {
+        self.registry.snapshot().get(uid).is_some()
     }
 
     /// Aborts every execution of `instance_id`; returns how many.
@@ -199,9 +270,7 @@ impl Executor {
     }
 
     fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Active>> {
-        self.active
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -260,11 +329,12 @@ impl HostCallbacks for ExecutionState {
     }
 }
 
-fn run_node(
-    node: &NodeHandle,
-    request: &ExecutionRequest,
-    state: &ExecutionState,
-) -> Result<String, String> {
+/// The error for a uid nobody serves.
+pub fn unknown_node_message(uid: &str) -> String {
+    format!("Node '{uid}' not found: this server does not serve a node with that uid")
+}
+
+fn run_node(node: &NodeHandle, request: &ExecutionRequest, state: &ExecutionState) -> Result<String, String> {
     let call = ExecuteCall {
         node_index: node.index,
         instance_id: request.instance_id.as_str().into(),

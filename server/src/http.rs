@@ -1,18 +1,37 @@
-//! The HTTP side of the server: `GET /` and the WebSocket upgrade on `/`.
+//! The HTTP side of the server, on one port: `GET /` (status document or
+//! the WebSocket upgrade), the HTTP API of [`crate::api`], request logging,
+//! metrics and the body limit.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use axum::{
     Json, Router,
-    extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
+    extract::{
+        DefaultBodyLimit, MatchedPath, Request, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection,
+    },
+    http::StatusCode,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
 };
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{config::Identity, execution::Executor, registry::NodeRegistry, ws};
+use crate::{
+    api::{self, ApiError},
+    config::Identity,
+    execution::Executor,
+    metrics,
+    registry::NodeRegistry,
+    ws,
+};
 
 /// Largest WebSocket message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -23,7 +42,10 @@ pub struct ServerState {
     pub identity: Arc<Identity>,
     pub registry: NodeRegistry,
     pub executor: Arc<Executor>,
+    pub metrics: PrometheusHandle,
     connections: Arc<AtomicU64>,
+    shutting_down: Arc<AtomicBool>,
+    openapi: Arc<OnceLock<String>>,
 }
 
 impl ServerState {
@@ -32,21 +54,90 @@ impl ServerState {
             identity: Arc::new(identity),
             registry,
             executor,
+            metrics: metrics::install(),
             connections: Arc::new(AtomicU64::new(0)),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            openapi: Arc::new(OnceLock::new()),
         }
     }
 
+    /// A fresh id for a connection or an HTTP execution (an "owner").
     pub(crate) fn next_connection_id(&self) -> u64 {
         self.connections.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// From now on: not ready, and no new executions.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn openapi_json(&self) -> String {
+        self.openapi.get().cloned().unwrap_or_default()
+    }
 }
 
-/// The routes of the server.
-pub fn router(state: ServerState) -> Router {
-    Router::new().route("/", get(root)).with_state(state)
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "nano-server", description = "Serves compiled node plugins over the Nano protocol and plain HTTP."),
+    tags(
+        (name = "nano", description = "The Nano protocol: status document and WebSocket"),
+        (name = "nodes", description = "Node definitions"),
+        (name = "execute", description = "Running and stopping nodes"),
+        (name = "health", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes of the server, with the OpenAPI document built from them.
+pub fn router(state: ServerState, max_request_bytes: usize) -> Router {
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(root))
+        .routes(routes!(api::list_nodes))
+        .routes(routes!(api::get_node))
+        .routes(routes!(api::execute))
+        .routes(routes!(api::stop_instance))
+        .routes(routes!(api::healthz))
+        .routes(routes!(api::readyz))
+        .routes(routes!(api::metrics))
+        .routes(routes!(api::openapi))
+        .split_for_parts();
+    let _ = state
+        .openapi
+        .set(document.to_json().expect("the OpenAPI document serialises"));
+    router
+        .route_layer(middleware::from_fn(count_request))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        uri = %request.uri(),
+                        instance = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(|response: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::debug!(
+                        status = response.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1000.0,
+                        "response"
+                    );
+                }),
+        )
+        .with_state(state)
 }
 
-/// `GET /`: the WebSocket when the client asks to upgrade, else the status document.
+/// The Nano status document, or the WebSocket when the client asks to upgrade.
+#[utoipa::path(get, path = "/", tag = "nano",
+    responses((status = 200, description = "The status document (serverUid, nodeUIDs…)", body = Object),
+              (status = 101, description = "WebSocket upgrade to the Nano protocol")))]
 async fn root(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<ServerState>,
@@ -61,4 +152,24 @@ async fn root(
         ))
         .into_response(),
     }
+}
+
+async fn count_request(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::counter!(metrics::HTTP_REQUESTS, "route" => route, "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
+}
+
+async fn not_found(request: Request) -> ApiError {
+    metrics::counter!(metrics::HTTP_REQUESTS, "route" => "unmatched", "status" => "404").increment(1);
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {} {}; see /openapi.json",
+            request.method(),
+            request.uri().path()
+        ),
+    )
 }

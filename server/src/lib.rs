@@ -4,13 +4,16 @@
 //! in), [`reconcile`] and [`watcher`] (keeping the served set equal to the
 //! disk), [`registry`] (what is served now), [`execution`] (running a node),
 //! [`protocol`] (the wire format), [`ws`] and [`http`] (the transports);
+//! [`api`] is the plain HTTP API; [`metrics`] names what is measured;
 //! [`build`] backs the `nano-server build` command.
 
+pub mod api;
 pub mod build;
 pub mod config;
 pub mod execution;
 pub mod http;
 pub mod loader;
+pub mod metrics;
 pub mod protocol;
 pub mod reconcile;
 pub mod registry;

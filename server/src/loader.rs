@@ -47,10 +47,7 @@ impl fmt::Debug for Library {
         f.debug_struct("Library")
             .field("path", &self.path)
             .field("abi_version", &self.abi_version)
-            .field(
-                "nodes",
-                &self.nodes.iter().map(|n| &n.uid).collect::<Vec<_>>(),
-            )
+            .field("nodes", &self.nodes.iter().map(|n| &n.uid).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -125,10 +122,7 @@ impl Loader {
     fn private_copy(&self, path: &Path, bytes: &[u8]) -> Result<PathBuf, LoadError> {
         let n = self.next_copy.fetch_add(1, Ordering::Relaxed);
         let name = path.file_name().unwrap_or(OsStr::new("plugin"));
-        let copy = self
-            .private_dir
-            .path()
-            .join(format!("{n}-{}", name.to_string_lossy()));
+        let copy = self.private_dir.path().join(format!("{n}-{}", name.to_string_lossy()));
         fs::write(&copy, bytes).map_err(LoadError::Copy)?;
         Ok(copy)
     }
@@ -139,8 +133,7 @@ impl Loader {
 /// them kills the process with SIGBUS; so every segment must lie inside it.
 fn check_object_file(bytes: &[u8]) -> Result<(), LoadError> {
     use object::{Object, ObjectSegment};
-    let file = object::File::parse(bytes)
-        .map_err(|e| LoadError::Open(format!("not an object file: {e}")))?;
+    let file = object::File::parse(bytes).map_err(|e| LoadError::Open(format!("not an object file: {e}")))?;
     for segment in file.segments() {
         segment.data().map_err(|_| {
             LoadError::Open(format!(
@@ -156,8 +149,7 @@ fn load_from(copy: &Path, original: &Path) -> Result<Library, LoadError> {
     let header = lib_header_from_path(copy).map_err(|err| match err {
         LibraryError::OpenError { err, .. } => LoadError::Open(err.to_string()),
         LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin(
-            "it exports no root module (was it built with `nano_plugin_abi::export_nodes!`?)"
-                .to_owned(),
+            "it exports no root module (was it built with `nano_plugin_abi::export_nodes!`?)".to_owned(),
         ),
         _ => LoadError::NotAPlugin(one_line(&err)),
     })?;
@@ -182,44 +174,34 @@ fn init_module(header: &'static LibHeader) -> Result<PluginModuleRef, LoadError>
             "an abi_stable library for `{base_name}`, not for nano-server"
         )));
     }
-    header
-        .init_root_module::<PluginModuleRef>()
-        .map_err(|err| match err {
-            LibraryError::RootModule { .. } => LoadError::Init(one_line(&err)),
-            _ => LoadError::IncompatibleAbi {
-                library: header.version_strings().version.as_str().to_owned(),
-                host: nano_plugin_abi::ABI_VERSION,
-                reason: layout_mismatch(&err),
-            },
-        })
+    header.init_root_module::<PluginModuleRef>().map_err(|err| match err {
+        LibraryError::RootModule { .. } => LoadError::Init(one_line(&err)),
+        _ => LoadError::IncompatibleAbi {
+            library: header.version_strings().version.as_str().to_owned(),
+            host: nano_plugin_abi::ABI_VERSION,
+            reason: layout_mismatch(&err),
+        },
+    })
 }
 
 fn parse_definitions(json: &str) -> Result<Vec<NodeInfo>, LoadError> {
-    let list: Vec<Value> = serde_json::from_str(json)
-        .map_err(|e| LoadError::Definitions(format!("not a JSON list: {e}")))?;
+    let list: Vec<Value> =
+        serde_json::from_str(json).map_err(|e| LoadError::Definitions(format!("not a JSON list: {e}")))?;
     if list.is_empty() {
-        return Err(LoadError::Definitions(
-            "the library exports no node".to_owned(),
-        ));
+        return Err(LoadError::Definitions("the library exports no node".to_owned()));
     }
     list.into_iter()
         .map(|mut definition| {
-            let object = definition.as_object_mut().ok_or_else(|| {
-                LoadError::Definitions("a definition is not an object".to_owned())
-            })?;
+            let object = definition
+                .as_object_mut()
+                .ok_or_else(|| LoadError::Definitions("a definition is not an object".to_owned()))?;
             let uid = match object.get("uid").and_then(Value::as_str) {
                 Some(uid) if !uid.trim().is_empty() => uid.to_owned(),
                 _ => {
-                    return Err(LoadError::Definitions(
-                        "a definition has no `uid`".to_owned(),
-                    ));
+                    return Err(LoadError::Definitions("a definition has no `uid`".to_owned()));
                 }
             };
-            let version = object
-                .get("version")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
+            let version = object.get("version").and_then(Value::as_str).unwrap_or("").to_owned();
             object
                 .entry("type")
                 .or_insert_with(|| Value::String("server".to_owned()));
@@ -235,11 +217,7 @@ fn parse_definitions(json: &str) -> Result<Vec<NodeInfo>, LoadError> {
 /// abi_stable's errors span many lines; logs want one.
 fn one_line(err: &dyn fmt::Display) -> String {
     let text = err.to_string();
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     lines.join(" ")
 }
 
@@ -248,11 +226,7 @@ fn one_line(err: &dyn fmt::Display) -> String {
 fn layout_mismatch(err: &LibraryError) -> String {
     let text = err.to_string();
     tracing::debug!(report = %text, "full ABI check report");
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let value_after = |label: &str, from: usize| {
         lines[from..]
             .iter()
@@ -302,9 +276,7 @@ pub fn scan(root: &Path) -> std::io::Result<Vec<PathBuf>> {
             let path = entry.path();
             let kind = entry.file_type()?;
             if kind.is_dir() {
-                if entry.file_name() != "target"
-                    && !entry.file_name().to_string_lossy().starts_with('.')
-                {
+                if entry.file_name() != "target" && !entry.file_name().to_string_lossy().starts_with('.') {
                     dirs.push(path);
                 }
             } else if is_plugin_file(&path) {
@@ -324,12 +296,8 @@ mod tests {
     fn recognises_plugin_files() {
         let ext = std::env::consts::DLL_EXTENSION;
         assert!(is_plugin_file(Path::new(&format!("nodes/a/libx.{ext}"))));
-        assert!(!is_plugin_file(Path::new(&format!(
-            "nodes/a/disabled.libx.{ext}"
-        ))));
-        assert!(!is_plugin_file(Path::new(&format!(
-            "nodes/a/libx.disabled.{ext}"
-        ))));
+        assert!(!is_plugin_file(Path::new(&format!("nodes/a/disabled.libx.{ext}"))));
+        assert!(!is_plugin_file(Path::new(&format!("nodes/a/libx.disabled.{ext}"))));
         assert!(!is_plugin_file(Path::new("nodes/a/node.py")));
     }
 

@@ -77,15 +77,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("nano-server: cannot start the runtime: {err}");
@@ -127,11 +122,7 @@ fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
             }
         }
     }
-    println!(
-        "{} of {} node crate(s) built",
-        crates.len() - failed,
-        crates.len()
-    );
+    println!("{} of {} node crate(s) built", crates.len() - failed, crates.len());
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -140,6 +131,8 @@ fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before anything is measured (the initial load sets gauges).
+    nano_server::metrics::install();
     let loader = Loader::new().context("cannot create the folder for private library copies")?;
     let registry = NodeRegistry::new();
     let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone());
@@ -153,7 +146,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
 
-    let executor = Executor::new(registry.clone(), config.max_concurrent_executions);
+    let executor = Executor::new(
+        registry.clone(),
+        config.max_concurrent_executions,
+        config.execution_timeout,
+    );
     let state = ServerState::new(config.identity.clone(), registry, executor);
     let address = config.listen_address();
     let listener = tokio::net::TcpListener::bind(&address)
@@ -167,19 +164,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         writeln!(stdout, "[NANOSERVER_READY]")?;
         stdout.flush()?;
     }
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    axum::serve(listener, http::router(state.clone(), config.max_request_bytes))
+        .with_graceful_shutdown(drain_on_signal(state))
         .await?;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Loads every library under `nodes_path` and logs what is served.
-fn load_all(
-    reconciler: &mut Reconciler,
-    registry: &NodeRegistry,
-    config: &Config,
-) -> anyhow::Result<()> {
+fn load_all(reconciler: &mut Reconciler, registry: &NodeRegistry, config: &Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let root = &config.nodes_path;
     let report = reconciler
@@ -198,6 +191,30 @@ fn load_all(
         if snapshot.libraries == 1 { "y" } else { "ies" },
     );
     Ok(())
+}
+
+/// How long in-flight executions may run on after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves when the server should stop: after a signal, once in-flight
+/// executions finished (or the grace period ran out). Meanwhile `/readyz`
+/// answers 503 and new executions are refused.
+async fn drain_on_signal(state: ServerState) {
+    shutdown_signal().await;
+    state.begin_shutdown();
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while state.executor.active_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let left = state.executor.active_count();
+    tracing::info!(unfinished = left, "draining done; closing connections");
+    // Open WebSockets would keep the server up; they get a moment, then the
+    // process exits regardless.
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        tracing::info!("stopped (connections still open were dropped)");
+        std::process::exit(0);
+    });
 }
 
 async fn shutdown_signal() {

@@ -37,10 +37,7 @@ pub enum FrameError {
     #[error("unknown message type `{0}`")]
     UnknownType(String),
     #[error("`{kind}` frame without a valid `{field}`")]
-    MissingField {
-        kind: &'static str,
-        field: &'static str,
-    },
+    MissingField { kind: &'static str, field: &'static str },
 }
 
 #[derive(Deserialize)]
@@ -73,8 +70,7 @@ struct GraphNode<'a> {
 
 /// Decodes one text frame.
 pub fn decode(text: &str) -> Result<ClientMessage, FrameError> {
-    let envelope: Envelope<'_> =
-        serde_json::from_str(text).map_err(|e| FrameError::NotJson(e.to_string()))?;
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| FrameError::NotJson(e.to_string()))?;
     let kind = envelope.kind.ok_or(FrameError::NoType)?;
     match kind.as_ref() {
         "request_execution" => decode_execution(envelope.instance_id, envelope.payload),
@@ -108,10 +104,7 @@ fn decode_execution(
         .filter(|id| matches!(id.get().as_bytes().first(), Some(b'0'..=b'9' | b'-' | b'"')))
         .ok_or(missing("payload.nodeId"))?
         .to_owned();
-    let node_uid = payload
-        .node_uid
-        .ok_or(missing("payload.nodeUid"))?
-        .into_owned();
+    let node_uid = payload.node_uid.ok_or(missing("payload.nodeUid"))?.into_owned();
 
     let invalid = |reason: &str| ClientMessage::InvalidExecution {
         instance_id: instance_id.clone(),
@@ -122,9 +115,7 @@ fn decode_execution(
         None | Some("null") => "{}",
         Some(obj) if obj.starts_with('{') => obj,
         Some(_) => {
-            return Ok(invalid(
-                "`inputs` must be an object mapping input names to values",
-            ));
+            return Ok(invalid("`inputs` must be an object mapping input names to values"));
         }
     };
     let (graph_node, parameters) = match payload.graph_node.map(RawValue::get) {
@@ -293,10 +284,7 @@ mod tests {
             expect_ignored(r#"{"type":"dance"}"#),
             FrameError::UnknownType("dance".into())
         );
-        assert!(matches!(
-            expect_ignored(r#"{"type":7}"#),
-            FrameError::NotJson(_)
-        ));
+        assert!(matches!(expect_ignored(r#"{"type":7}"#), FrameError::NotJson(_)));
         for frame in [
             r#"{"type":"request_execution","payload":{"nodeId":1,"nodeUid":"x"}}"#,
             r#"{"type":"request_execution","instanceId":"i"}"#,
@@ -327,11 +315,9 @@ mod tests {
 
     #[test]
     fn addressable_but_wrong_requests_get_a_reason() {
-        let frame = r#"{"type":"request_execution","instanceId":"i","payload":{"nodeId":"n1","nodeUid":"n","inputs":[1]}}"#;
-        let Ok(ClientMessage::InvalidExecution {
-            node_id, reason, ..
-        }) = decode(frame)
-        else {
+        let frame =
+            r#"{"type":"request_execution","instanceId":"i","payload":{"nodeId":"n1","nodeUid":"n","inputs":[1]}}"#;
+        let Ok(ClientMessage::InvalidExecution { node_id, reason, .. }) = decode(frame) else {
             panic!("expected InvalidExecution");
         };
         assert_eq!(node_id.get(), r#""n1""#);
@@ -348,10 +334,7 @@ mod tests {
             nanocore_http_endpoint: String::new(),
         };
         let id = RawValue::from_string("7".into()).unwrap();
-        let frame = node_status(
-            &node_status_prefix(&identity, "inst", &id),
-            r#"{"type":"running"}"#,
-        );
+        let frame = node_status(&node_status_prefix(&identity, "inst", &id), r#"{"type":"running"}"#);
         let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
         assert_eq!(v["payload"]["nodeId"], 7);
         assert_eq!(v["serverUid"], "s\"q");

@@ -16,6 +16,7 @@ use std::{
 
 use crate::{
     loader::{self, Library, LoadError, Loader},
+    metrics,
     registry::NodeRegistry,
 };
 
@@ -83,47 +84,33 @@ impl Reconciler {
             }
         }
         let present: HashSet<&PathBuf> = on_disk.iter().collect();
-        report.removed = self
-            .seen
-            .keys()
-            .filter(|p| !present.contains(p))
-            .cloned()
-            .collect();
+        report.removed = self.seen.keys().filter(|p| !present.contains(p)).cloned().collect();
         report.removed.sort();
         for path in &report.removed {
             self.seen.remove(path);
         }
         // Removed files that never served anything change nothing.
-        report
-            .removed
-            .retain(|path| self.registry.library(path).is_some());
+        report.removed.retain(|path| self.registry.library(path).is_some());
 
-        let new_versions: Vec<(PathBuf, Vec<String>)> = loaded
-            .iter()
-            .map(|l: &Library| (l.path.clone(), describe(l)))
-            .collect();
+        let new_versions: Vec<(PathBuf, Vec<String>)> =
+            loaded.iter().map(|l: &Library| (l.path.clone(), describe(l))).collect();
         let previous = self.registry.apply(loaded, &report.removed);
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         for (path, new) in &new_versions {
             match previous.iter().find(|old| &old.path == path) {
-                Some(old) => tracing::info!(
-                    library = %path.display(),
-                    old = ?describe(old),
-                    new = ?new,
-                    elapsed_ms,
-                    "swapped {}",
-                    path.display()
-                ),
+                Some(old) => {
+                    metrics::counter!(metrics::LIBRARY_SWAPS).increment(1);
+                    let old = describe(old);
+                    tracing::info!(library = %path.display(), ?old, ?new, elapsed_ms, "swapped {}", path.display());
+                }
                 None => {
-                    tracing::info!(library = %path.display(), nodes = ?new, elapsed_ms, "loaded {}", path.display())
+                    metrics::counter!(metrics::LIBRARY_LOADS).increment(1);
+                    tracing::info!(library = %path.display(), nodes = ?new, elapsed_ms, "loaded {}", path.display());
                 }
             }
         }
         for path in &report.removed {
-            let old = previous
-                .iter()
-                .find(|old| &old.path == path)
-                .map(|old| describe(old));
+            let old = previous.iter().find(|old| &old.path == path).map(|old| describe(old));
             tracing::info!(library = %path.display(), nodes = ?old, elapsed_ms, "removed {}", path.display());
         }
         report.loaded = new_versions.into_iter().map(|(path, _)| path).collect();
@@ -134,8 +121,7 @@ impl Reconciler {
     fn examine(&mut self, path: &Path, touched: bool, report: &mut Report) -> Option<Library> {
         let before = fs::metadata(path).ok()?;
         let seen = self.seen.get(path);
-        let unchanged_meta =
-            seen.is_some_and(|s| s.len == before.len() && s.modified == before.modified().ok());
+        let unchanged_meta = seen.is_some_and(|s| s.len == before.len() && s.modified == before.modified().ok());
         if unchanged_meta && !touched {
             return None;
         }
@@ -183,6 +169,7 @@ impl Reconciler {
                 } else {
                     tracing::warn!(library = %path.display(), "refused {}: {err}", path.display());
                 }
+                metrics::counter!(metrics::LIBRARY_FAILURES).increment(1);
                 report.refused.push((path.to_owned(), err));
                 None
             }

@@ -43,10 +43,7 @@ impl Snapshot {
         for library in libraries.values() {
             let mut serves = false;
             for (index, node) in library.nodes.iter().enumerate() {
-                if let Some(winner) = nodes
-                    .get(&node.uid)
-                    .map(|h: &NodeHandle| h.library.path.clone())
-                {
+                if let Some(winner) = nodes.get(&node.uid).map(|h: &NodeHandle| h.library.path.clone()) {
                     tracing::warn!(
                         uid = %node.uid,
                         served_from = %winner.display(),
@@ -67,8 +64,7 @@ impl Snapshot {
             }
             serving += usize::from(serves);
         }
-        let definitions =
-            serde_json::value::to_raw_value(&definitions).expect("JSON values always serialise");
+        let definitions = serde_json::value::to_raw_value(&definitions).expect("JSON values always serialise");
         Self {
             nodes,
             uids,
@@ -144,13 +140,11 @@ impl NodeRegistry {
     }
 
     fn update(&self, change: impl FnOnce(&mut BTreeMap<PathBuf, Arc<Library>>)) {
-        let mut libraries = self
-            .inner
-            .libraries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut libraries = self.inner.libraries.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut libraries);
         let snapshot = Arc::new(Snapshot::build(&libraries));
+        crate::metrics::gauge!(crate::metrics::NODES_LOADED).set(snapshot.uids.len() as f64);
+        crate::metrics::gauge!(crate::metrics::LIBRARIES_LOADED).set(snapshot.libraries as f64);
         self.inner.snapshot.store(Arc::clone(&snapshot));
         // No subscribers is fine: nobody is connected.
         let _ = self.inner.updates.send(snapshot);

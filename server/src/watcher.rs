@@ -18,10 +18,7 @@ pub struct Watcher {
 /// Starts watching the reconciler's root; every debounced batch of events
 /// runs one reconcile pass on a dedicated thread, one at a time, off the
 /// request path.
-pub fn watch(
-    mut reconciler: Reconciler,
-    debounce: Duration,
-) -> notify_debouncer_full::notify::Result<Watcher> {
+pub fn watch(mut reconciler: Reconciler, debounce: Duration) -> notify_debouncer_full::notify::Result<Watcher> {
     let (events, batches) = mpsc::channel::<DebounceEventResult>();
     // The debouncer only releases events on a tick (default: a quarter of
     // the window); a short tick keeps a swap within ~20 ms of the window.
@@ -51,7 +48,5 @@ pub fn watch(
             }
         })
         .map_err(notify_debouncer_full::notify::Error::io)?;
-    Ok(Watcher {
-        _debouncer: debouncer,
-    })
+    Ok(Watcher { _debouncer: debouncer })
 }

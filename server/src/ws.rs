@@ -12,8 +12,9 @@ use serde_json::value::RawValue;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use crate::{
-    execution::{Status, StatusSink},
+    execution::{Failure, Status, StatusSink},
     http::ServerState,
+    metrics,
     protocol::{self, ClientMessage},
 };
 
@@ -30,6 +31,8 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
     if sender.send(Message::Text(handshake.into())).await.is_err() {
         return;
     }
+    let connections = metrics::gauge!(metrics::WS_CONNECTIONS);
+    connections.increment(1.0);
 
     let writer_state = state.clone();
     let writer = tokio::spawn(async move {
@@ -76,16 +79,18 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
     // Nobody is left to receive the results.
     let aborted = state.executor.abort_owner(connection);
     writer.abort();
+    connections.decrement(1.0);
     tracing::info!(connection, aborted, "WebSocket client disconnected");
 }
 
-fn dispatch(
-    state: &ServerState,
-    connection: u64,
-    outbox: &mpsc::UnboundedSender<String>,
-    text: &str,
-) {
+fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender<String>, text: &str) {
     match protocol::decode(text) {
+        Ok(ClientMessage::RequestExecution { node_id, request }) if state.is_shutting_down() => {
+            ConnectionSink::new(state, outbox, &request.instance_id, &node_id).send(Status::Error(
+                Failure::Internal,
+                "the server is shutting down".to_owned(),
+            ));
+        }
         Ok(ClientMessage::RequestExecution { node_id, request }) => {
             tracing::debug!(connection, instance = %request.instance_id, node = %request.node_uid, "request_execution");
             let sink = ConnectionSink::new(state, outbox, &request.instance_id, &node_id);
@@ -97,7 +102,7 @@ fn dispatch(
             reason,
         }) => {
             tracing::warn!(connection, instance = %instance_id, "rejected request_execution: {reason}");
-            ConnectionSink::new(state, outbox, &instance_id, &node_id).send(Status::Error(reason));
+            ConnectionSink::new(state, outbox, &instance_id, &node_id).send(Status::Error(Failure::Node, reason));
         }
         Ok(ClientMessage::StopWorkflowInstance { instance_id }) => {
             let aborted = state.executor.stop_instance(&instance_id);
@@ -134,8 +139,6 @@ impl ConnectionSink {
 impl StatusSink for ConnectionSink {
     fn send(&self, status: Status) {
         // A closed outbox means the client left; its executions are aborted.
-        let _ = self
-            .outbox
-            .send(protocol::node_status(&self.prefix, &status.to_json()));
+        let _ = self.outbox.send(protocol::node_status(&self.prefix, &status.to_json()));
     }
 }

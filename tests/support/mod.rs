@@ -18,10 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
 /// The folder holding the server binary (target/debug or target/release).
@@ -94,11 +91,7 @@ pub fn plugin(crate_name: &str) -> PathBuf {
 
 /// The library built against nano-plugin-abi 0.2.0 with another layout.
 pub fn foreign_abi_plugin() -> PathBuf {
-    let dir = built_plugins()
-        .parent()
-        .unwrap()
-        .join("foreign-abi")
-        .join("debug");
+    let dir = built_plugins().parent().unwrap().join("foreign-abi").join("debug");
     dir.join(format!(
         "{}nano_plugin_abi{}",
         std::env::consts::DLL_PREFIX,
@@ -107,11 +100,7 @@ pub fn foreign_abi_plugin() -> PathBuf {
 }
 
 pub fn lib_name(stem: &str) -> String {
-    format!(
-        "{}{stem}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    )
+    format!("{}{stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
 }
 
 /// A temporary nodes folder.
@@ -169,6 +158,11 @@ impl Server {
 
     /// Like [`start`](Self::start), with extra config.toml lines.
     pub fn start_with(nodes: &NodesDir, extra_config: &str) -> Self {
+        Self::start_logging(nodes, extra_config, "info")
+    }
+
+    /// Like [`start_with`](Self::start_with), with a `RUST_LOG` filter.
+    pub fn start_logging(nodes: &NodesDir, extra_config: &str, rust_log: &str) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("config.toml");
         std::fs::write(
@@ -184,6 +178,7 @@ impl Server {
             .arg("0")
             .arg("--nodes-path")
             .arg(nodes.path())
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -208,10 +203,7 @@ impl Server {
             let mut port = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(address) = line.strip_prefix("nano-server listening on http://") {
-                    port = address
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.parse::<u16>().ok());
+                    port = address.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
                 }
                 if line == "[NANOSERVER_READY]" {
                     let _ = ready_tx.send(port);
@@ -222,10 +214,7 @@ impl Server {
             Ok(Some(port)) => port,
             other => {
                 let _ = child.kill();
-                panic!(
-                    "server not ready ({other:?}); logs:\n{}",
-                    logs.0.lock().unwrap()
-                );
+                panic!("server not ready ({other:?}); logs:\n{}", logs.0.lock().unwrap());
             }
         };
         Self {
@@ -245,12 +234,7 @@ impl Server {
     }
 
     pub async fn status_document(&self) -> Value {
-        reqwest::get(self.http("/"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        reqwest::get(self.http("/")).await.unwrap().json().await.unwrap()
     }
 
     pub fn logs(&self) -> String {
@@ -263,28 +247,51 @@ impl Server {
         let (text, timeout) = changed
             .wait_timeout_while(text.lock().unwrap(), PATIENCE, |t| !t.contains(needle))
             .unwrap();
-        assert!(
-            !timeout.timed_out(),
-            "log never contained {needle:?}; logs:\n{text}"
-        );
-        text.lines()
-            .find(|l| l.contains(needle))
-            .unwrap()
-            .to_owned()
+        assert!(!timeout.timed_out(), "log never contained {needle:?}; logs:\n{text}");
+        text.lines().find(|l| l.contains(needle)).unwrap().to_owned()
     }
 
     /// Waits until the log contains `needle` at least `count` times.
     pub fn wait_for_log_count(&self, needle: &str, count: usize) {
         let (text, changed) = &*self.logs;
         let (text, timeout) = changed
-            .wait_timeout_while(text.lock().unwrap(), PATIENCE, |t| {
-                t.matches(needle).count() < count
-            })
+            .wait_timeout_while(text.lock().unwrap(), PATIENCE, |t| t.matches(needle).count() < count)
             .unwrap();
         assert!(
             !timeout.timed_out(),
             "log never had {count} × {needle:?}; logs:\n{text}"
         );
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait_exit(&mut self) -> i32 {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The value of one Prometheus sample, e.g.
+    /// `nano_executions_total{node="simple-text",outcome="complete"}` (0 if absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = reqwest::get(self.http("/metrics")).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -323,25 +330,11 @@ pub fn server_command(config: &Path) -> Command {
 
 /// Runs the binary to completion: (exit code, stdout, stderr).
 pub fn run_server_to_exit(command: &mut Command) -> (i32, String, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdout = String::new();
     let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     let status = child.wait().unwrap();
     (status.code().unwrap_or(-1), stdout, stderr)
 }
@@ -445,9 +438,7 @@ impl Client {
     pub async fn next_status(&mut self, instance: &str, node_id: &Value) -> Value {
         let frame = self
             .recv_where(|f| {
-                f["type"] == "node_status"
-                    && f["instanceId"] == instance
-                    && &f["payload"]["nodeId"] == node_id
+                f["type"] == "node_status" && f["instanceId"] == instance && &f["payload"]["nodeId"] == node_id
             })
             .await;
         frame["payload"]["status"].clone()
@@ -469,8 +460,7 @@ impl Client {
     /// Runs one execution and returns all its statuses.
     pub async fn execute(&mut self, uid: &str, inputs: Value, params: Value) -> Vec<Value> {
         let instance = format!("inst-{}", rand_suffix());
-        self.send(&request(&instance, json!(1), uid, inputs, params))
-            .await;
+        self.send(&request(&instance, json!(1), uid, inputs, params)).await;
         self.statuses_until_final(&instance, &json!(1)).await
     }
 

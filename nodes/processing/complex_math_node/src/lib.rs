@@ -68,11 +68,7 @@ mod tests {
     use nano_plugin_abi::{serde_json::json, testing};
 
     fn result(a: Value, b: Value, op: &str) -> Result<Value, String> {
-        let run = testing::run(
-            &ComplexMath,
-            json!({"a": [a], "b": [b]}),
-            json!({"operation": op}),
-        );
+        let run = testing::run(&ComplexMath, json!({"a": [a], "b": [b]}), json!({"operation": op}));
         run.result
             .map(|out| out.get("result").cloned().unwrap())
             .map_err(|e| e.to_string())
@@ -94,15 +90,7 @@ mod tests {
                 .unwrap_err()
                 .contains("division by zero")
         );
-        assert!(
-            result(json!("x"), json!(0), "add")
-                .unwrap_err()
-                .contains("input 'a'")
-        );
-        assert!(
-            result(json!(1), json!(1), "modulo")
-                .unwrap_err()
-                .contains("modulo")
-        );
+        assert!(result(json!("x"), json!(0), "add").unwrap_err().contains("input 'a'"));
+        assert!(result(json!(1), json!(1), "modulo").unwrap_err().contains("modulo"));
     }
 }

@@ -38,11 +38,7 @@ mod tests {
     fn upper_cases_only_when_asked() {
         let run = testing::run(&SimpleText, json!({"text": ["hello"]}), json!({}));
         assert_eq!(run.outputs().unwrap().get("text"), Some(&json!(["hello"])));
-        let run = testing::run(
-            &SimpleText,
-            json!({"text": "hello"}),
-            json!({"uppercase": true}),
-        );
+        let run = testing::run(&SimpleText, json!({"text": "hello"}), json!({"uppercase": true}));
         assert_eq!(run.outputs().unwrap().get("text"), Some(&json!(["HELLO"])));
     }
 

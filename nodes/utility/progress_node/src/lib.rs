@@ -42,27 +42,15 @@ mod tests {
 
     #[test]
     fn reports_each_step_then_done() {
-        let run = testing::run(
-            &ProgressSteps,
-            json!({}),
-            json!({"steps": 3, "delay_ms": 0}),
-        );
+        let run = testing::run(&ProgressSteps, json!({}), json!({"steps": 3, "delay_ms": 0}));
         assert_eq!(run.outputs().unwrap().get("result"), Some(&json!(["done"])));
-        let steps: Vec<_> = run
-            .statuses
-            .iter()
-            .map(|s| s["progress"]["step"].clone())
-            .collect();
+        let steps: Vec<_> = run.statuses.iter().map(|s| s["progress"]["step"].clone()).collect();
         assert_eq!(steps, [json!(1), json!(2), json!(3)]);
     }
 
     #[test]
     fn stops_when_aborted() {
-        let run = testing::run_aborted(
-            &ProgressSteps,
-            json!({}),
-            json!({"steps": 3, "delay_ms": 0}),
-        );
+        let run = testing::run_aborted(&ProgressSteps, json!({}), json!({"steps": 3, "delay_ms": 0}));
         assert_eq!(run.result.unwrap_err().message(), "Execution aborted");
         assert!(run.statuses.is_empty());
     }

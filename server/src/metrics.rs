@@ -1,0 +1,64 @@
+//! Prometheus metrics: the names in one place, the recorder, `/metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Executions by `node` uid and `outcome` (complete, error, aborted, timeout, unknown_node, internal).
+pub const EXECUTIONS: &str = "nano_executions_total";
+/// Execution duration in seconds, by `node`, from admission to the final status.
+pub const EXECUTION_SECONDS: &str = "nano_execution_duration_seconds";
+/// Nodes running on a worker right now.
+pub const IN_FLIGHT: &str = "nano_executions_in_flight";
+/// Time an execution waited for a free slot (`max_concurrent_executions`).
+pub const QUEUE_WAIT_SECONDS: &str = "nano_execution_queue_wait_seconds";
+/// Node uids served now.
+pub const NODES_LOADED: &str = "nano_nodes_loaded";
+/// Libraries serving at least one node now.
+pub const LIBRARIES_LOADED: &str = "nano_libraries_loaded";
+/// Libraries loaded (first load of a path).
+pub const LIBRARY_LOADS: &str = "nano_library_loads_total";
+/// Libraries replaced by a new version.
+pub const LIBRARY_SWAPS: &str = "nano_library_swaps_total";
+/// Libraries refused (not a plugin, truncated, ABI mismatch, init panic).
+pub const LIBRARY_FAILURES: &str = "nano_library_load_failures_total";
+/// WebSocket connections open now.
+pub const WS_CONNECTIONS: &str = "nano_websocket_connections";
+/// HTTP requests by `route` and `status`.
+pub const HTTP_REQUESTS: &str = "nano_http_requests_total";
+
+/// Installs the process-wide recorder once; returns the handle `/metrics` renders.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &buckets)
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // A second recorder (tests linking the library twice) is harmless.
+            let _ = ::metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use ::metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EXECUTIONS, "Executions by node uid and outcome");
+    describe_histogram!(EXECUTION_SECONDS, "Execution duration in seconds, by node uid");
+    describe_gauge!(IN_FLIGHT, "Nodes running on a worker now");
+    describe_histogram!(QUEUE_WAIT_SECONDS, "Seconds an execution waited for a free slot");
+    describe_gauge!(NODES_LOADED, "Node uids served now");
+    describe_gauge!(LIBRARIES_LOADED, "Libraries serving at least one node now");
+    describe_counter!(LIBRARY_LOADS, "Libraries loaded for a new path");
+    describe_counter!(LIBRARY_SWAPS, "Libraries replaced by a new version");
+    describe_counter!(LIBRARY_FAILURES, "Libraries refused");
+    describe_gauge!(WS_CONNECTIONS, "WebSocket connections open now");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
+}
+
+pub use ::metrics::{counter, gauge, histogram};
