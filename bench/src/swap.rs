@@ -138,10 +138,10 @@ async fn wait_update(
             .await
             .context("no definitions_update within 30 s")?
             .context("connection closed")??;
-        if let Message::Text(text) = frame {
-            if text.as_str().contains("\"definitions_update\"") {
-                return Ok(());
-            }
+        if let Message::Text(text) = frame
+            && text.as_str().contains("\"definitions_update\"")
+        {
+            return Ok(());
         }
     }
 }

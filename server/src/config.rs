@@ -53,6 +53,7 @@ struct FileConfig {
     max_concurrent_executions: Option<usize>,
     max_request_bytes: Option<usize>,
     execution_timeout_ms: Option<u64>,
+    build_sources: Option<bool>,
 }
 
 /// Overrides given on the command line.
@@ -87,6 +88,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Longest an execution may run before it is aborted with an error.
     pub execution_timeout: Option<Duration>,
+    /// Build node crates under `nodes_path` at start and when their sources change.
+    pub build_sources: bool,
 }
 
 impl Config {
@@ -168,6 +171,7 @@ impl Config {
                 .execution_timeout_ms
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis),
+            build_sources: parsed.build_sources.unwrap_or(false),
         })
     }
 

@@ -5,7 +5,7 @@
 //! disk), [`registry`] (what is served now), [`execution`] (running a node),
 //! [`protocol`] (the wire format), [`ws`] and [`http`] (the transports);
 //! [`api`] is the plain HTTP API; [`metrics`] names what is measured;
-//! [`build`] backs the `nano-server build` command.
+//! [`build`] and [`scaffold`] back the `build` and `new` commands.
 
 pub mod api;
 pub mod build;
@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod protocol;
 pub mod reconcile;
 pub mod registry;
+pub mod scaffold;
 pub mod watcher;
 pub mod ws;

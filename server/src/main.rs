@@ -11,6 +11,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser;
 use nano_server::{
+    build,
     config::{Config, Overrides},
     execution::Executor,
     http::{self, ServerState},
@@ -45,6 +46,20 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Subcommand {
+    /// Creates a node crate from the plugin template.
+    New {
+        /// Crate name, e.g. `word_count` (the node uid becomes `word-count`).
+        name: String,
+        /// Category shown in the orchestrator.
+        #[arg(long, default_value = "Custom")]
+        category: String,
+        /// Folder to create [default: nodes/<category>/<name>].
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The nano-plugin-abi crate to depend on [default: found from the path].
+        #[arg(long)]
+        abi_path: Option<PathBuf>,
+    },
     /// Builds every node crate under a folder and installs each library in
     /// its crate's folder, where the server finds it.
     Build {
@@ -55,12 +70,36 @@ enum Subcommand {
         #[arg(long)]
         release: bool,
     },
+    /// Loads one library as the server would and shows its nodes, or why it
+    /// would be refused (exit code 1).
+    Inspect {
+        /// The library file.
+        library: PathBuf,
+        /// Print the node definitions as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists what the server would serve from a configuration, without listening.
+    Nodes {
+        /// The configuration file.
+        #[arg(long, short, default_value = "config.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Subcommand::Build { dir, release }) = cli.command {
-        return build_nodes(&dir, release);
+    match cli.command {
+        Some(Subcommand::New {
+            name,
+            category,
+            path,
+            abi_path,
+        }) => return new_node(&name, &category, path, abi_path.as_deref()),
+        Some(Subcommand::Build { dir, release }) => return build_nodes(&dir, release),
+        Some(Subcommand::Inspect { library, json }) => return inspect(&library, json),
+        Some(Subcommand::Nodes { config }) => return list_nodes(&config),
+        None => {}
     }
     let overrides = Overrides {
         host: cli.host,
@@ -74,11 +113,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    init_logging();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -97,8 +132,37 @@ fn main() -> ExitCode {
     }
 }
 
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+}
+
+fn new_node(name: &str, category: &str, path: Option<PathBuf>, abi: Option<&std::path::Path>) -> ExitCode {
+    if let Some(why) = nano_server::scaffold::invalid_name(name) {
+        eprintln!("nano-server new: `{name}` is not a valid crate name: {why}");
+        return ExitCode::from(2);
+    }
+    let dir = path.unwrap_or_else(|| PathBuf::from("nodes").join(category.to_lowercase()).join(name));
+    match nano_server::scaffold::create(name, category, &dir, abi) {
+        Ok(files) => {
+            for file in files {
+                println!("created {}", file.display());
+            }
+            println!("next: edit {}/src/lib.rs, then `nano-server build`", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("nano-server new: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
-    let crates = match nano_server::build::find_node_crates(dir) {
+    let crates = match build::find_node_crates(dir) {
         Ok(crates) => crates,
         Err(err) => {
             eprintln!("nano-server build: {err:#}");
@@ -112,9 +176,14 @@ fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let options = build::BuildOptions {
+        release,
+        target_dir: build::shared_target_dir(dir),
+        capture: false,
+    };
     let mut failed = 0;
     for node in &crates {
-        match nano_server::build::build_and_install(node, release) {
+        match build::build_and_install(node, &options) {
             Ok(installed) => println!("built {} -> {}", node.name, installed.display()),
             Err(err) => {
                 eprintln!("nano-server build: {err:#}");
@@ -130,17 +199,132 @@ fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
     }
 }
 
+fn inspect(library: &std::path::Path, json: bool) -> ExitCode {
+    let loaded = Loader::new()
+        .map_err(|e| e.to_string())
+        .and_then(|loader| loader.load(library).map_err(|e| e.to_string()));
+    match loaded {
+        Ok(library) => {
+            if json {
+                let definitions: Vec<&serde_json::Value> = library.nodes.iter().map(|n| &n.definition).collect();
+                println!("{}", serde_json::to_string_pretty(&definitions).unwrap_or_default());
+            } else {
+                println!("library: {}", library.path.display());
+                println!(
+                    "abi:     nano-plugin-abi {} (this server: {})",
+                    library.abi_version,
+                    nano_plugin_abi::ABI_VERSION
+                );
+                println!("nodes:");
+                print_node_table(library.nodes.iter().map(|n| (n, None)));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!("refused {}: {reason}", library.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_node_table<'a>(rows: impl Iterator<Item = (&'a nano_server::loader::NodeInfo, Option<&'a std::path::Path>)>) {
+    let text = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_owned();
+    let rows: Vec<[String; 4]> = rows
+        .map(|(node, path)| {
+            [
+                node.uid.clone(),
+                text(&node.definition, "name"),
+                node.version.clone(),
+                path.map(|p| p.display().to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["UID", "NAME", "VERSION", "LIBRARY"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].len())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2)];
+    let line = |r: [&str; 4]| {
+        let text = format!(
+            "  {:w0$}  {:w1$}  {:w2$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        println!("{}", text.trim_end());
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3]]);
+    }
+}
+
+fn list_nodes(config_path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(config_path, &Overrides::default()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("nano-server: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let loader = match Loader::new() {
+        Ok(loader) => loader,
+        Err(err) => {
+            eprintln!("nano-server nodes: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let registry = NodeRegistry::new();
+    let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone());
+    let report = match reconciler.reconcile(&HashSet::new()) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("nano-server nodes: cannot scan {}: {err}", config.nodes_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let snapshot = registry.snapshot();
+    println!("{} node(s) from {}:", snapshot.uids.len(), config.nodes_path.display());
+    print_node_table(snapshot.uids.iter().filter_map(|uid| {
+        let handle = snapshot.get(uid)?;
+        Some((
+            &handle.library.nodes[handle.index as usize],
+            Some(handle.library.path.as_path()),
+        ))
+    }));
+    for (path, reason) in &report.refused {
+        println!("refused {}: {reason}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Before anything is measured (the initial load sets gauges).
     nano_server::metrics::install();
     let loader = Loader::new().context("cannot create the folder for private library copies")?;
     let registry = NodeRegistry::new();
     let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone());
+    let builder = if config.build_sources {
+        let builder = build::SourceBuilder::start(config.nodes_path.clone(), BUILD_RELEASE)
+            .context("cannot start the source builder")?;
+        builder.build_stale(BUILD_RELEASE);
+        Some(builder)
+    } else {
+        None
+    };
     load_all(&mut reconciler, &registry, &config)?;
     // Dropping the watcher (or the reconciler, when not watching) at the end
     // of `serve` removes the private copies.
     let _watcher = if config.auto_watch {
-        Some(watcher::watch(reconciler, config.watch_debounce).context("cannot watch nodes_path")?)
+        Some(watcher::watch(reconciler, config.watch_debounce, builder).context("cannot watch nodes_path")?)
     } else {
         drop(reconciler);
         None
@@ -192,6 +376,9 @@ fn load_all(reconciler: &mut Reconciler, registry: &NodeRegistry, config: &Confi
     );
     Ok(())
 }
+
+/// Node sources are built with the profile the server was built with.
+const BUILD_RELEASE: bool = !cfg!(debug_assertions);
 
 /// How long in-flight executions may run on after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

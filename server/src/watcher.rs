@@ -1,5 +1,6 @@
 //! Watching `nodes_path`: notify events, debounced by notify-debouncer-full,
-//! each batch followed by one reconcile pass (see [`crate::reconcile`]).
+//! each batch followed by one reconcile pass (see [`crate::reconcile`]);
+//! with `build_sources`, changed node crate sources are queued for a build.
 
 use std::{collections::HashSet, path::PathBuf, sync::mpsc, time::Duration};
 
@@ -8,7 +9,7 @@ use notify_debouncer_full::{
     notify::{RecommendedWatcher, RecursiveMode},
 };
 
-use crate::reconcile::Reconciler;
+use crate::{build::SourceBuilder, reconcile::Reconciler};
 
 /// The running watcher; dropping it stops watching.
 pub struct Watcher {
@@ -18,7 +19,11 @@ pub struct Watcher {
 /// Starts watching the reconciler's root; every debounced batch of events
 /// runs one reconcile pass on a dedicated thread, one at a time, off the
 /// request path.
-pub fn watch(mut reconciler: Reconciler, debounce: Duration) -> notify_debouncer_full::notify::Result<Watcher> {
+pub fn watch(
+    mut reconciler: Reconciler,
+    debounce: Duration,
+    builder: Option<SourceBuilder>,
+) -> notify_debouncer_full::notify::Result<Watcher> {
     let (events, batches) = mpsc::channel::<DebounceEventResult>();
     // The debouncer only releases events on a tick (default: a quarter of
     // the window); a short tick keeps a swap within ~20 ms of the window.
@@ -35,6 +40,9 @@ pub fn watch(mut reconciler: Reconciler, debounce: Duration) -> notify_debouncer
                     Ok(events) => {
                         let touched: HashSet<PathBuf> = events.iter().flat_map(|e| e.paths.iter().cloned()).collect();
                         tracing::debug!(events = events.len(), paths = touched.len(), "file events");
+                        if let Some(builder) = &builder {
+                            builder.sources_changed(&touched);
+                        }
                         if let Err(err) = reconciler.reconcile(&touched) {
                             tracing::error!(nodes_path = %root.display(), %err, "cannot rescan the nodes folder");
                         }

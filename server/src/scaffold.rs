@@ -1,0 +1,255 @@
+//! `nano-server new`: a node crate from the plugin template, which is
+//! embedded in the binary so an installed `nano-server` can scaffold too.
+//!
+//! The generated crate is a workspace of its own with a path dependency on
+//! `nano-plugin-abi`, so it builds the same inside this repository and
+//! outside it.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+const TEMPLATE_MANIFEST: &str = include_str!("../../plugin-template/Cargo.toml");
+const TEMPLATE_LIB: &str = include_str!("../../plugin-template/src/lib.rs");
+/// Where `plugin-abi` was when this binary was built (a fallback).
+const BUILT_ABI_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-abi");
+
+/// Why `name` cannot be a crate name, if it cannot.
+pub fn invalid_name(name: &str) -> Option<String> {
+    const KEYWORDS: &[&str] = &[
+        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl",
+        "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct",
+        "super", "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract",
+        "become", "box", "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
+        "gen", "std", "core", "alloc", "test",
+    ];
+    let first = name.chars().next();
+    if name.is_empty() {
+        Some("the name is empty".to_owned())
+    } else if !first.is_some_and(|c| c.is_ascii_alphabetic()) {
+        Some("it must start with an ASCII letter".to_owned())
+    } else if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        Some(format!(
+            "`{bad}` is not allowed: use ASCII letters, digits, `_` and `-`"
+        ))
+    } else if KEYWORDS.contains(&name) {
+        Some("it is a Rust keyword or reserved crate name".to_owned())
+    } else if name.len() > 64 {
+        Some("it is longer than 64 characters".to_owned())
+    } else {
+        None
+    }
+}
+
+/// What the new node is called, in each form the template needs.
+struct Names {
+    crate_name: String,
+    lib_name: String,
+    uid: String,
+    display: String,
+    type_name: String,
+}
+
+impl Names {
+    fn new(name: &str) -> Self {
+        let words: Vec<String> = name
+            .split(['_', '-'])
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                let mut chars = w.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        Self {
+            crate_name: name.to_owned(),
+            lib_name: name.replace('-', "_"),
+            uid: name.replace('_', "-").to_ascii_lowercase(),
+            display: words.join(" "),
+            type_name: words.concat(),
+        }
+    }
+}
+
+/// Creates the crate in `dir`; returns the files written.
+pub fn create(name: &str, category: &str, dir: &Path, abi_dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+    if let Some(why) = invalid_name(name) {
+        bail!("`{name}` is not a valid crate name: {why}");
+    }
+    if dir.exists() {
+        bail!("refusing to overwrite {}: it already exists", dir.display());
+    }
+    let names = Names::new(name);
+    let abi = match abi_dir {
+        Some(abi) => abi.to_owned(),
+        None => find_plugin_abi(dir).context("cannot find the nano-plugin-abi crate; pass --abi-path <dir>")?,
+    };
+    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Relative inside the same checkout (it moves with it), absolute outside.
+    let checkout = abi.parent().map(absolute);
+    let abi_reference = match checkout {
+        Some(root) if absolute(dir).starts_with(&root) => relative_to(&abi, dir).unwrap_or(abi),
+        _ => absolute(&abi),
+    };
+    let manifest = dir.join("Cargo.toml");
+    let lib = dir.join("src/lib.rs");
+    std::fs::write(&manifest, manifest_text(&names, &abi_reference))?;
+    std::fs::write(&lib, lib_text(&names, category))?;
+    let mut written = vec![manifest, lib];
+    // Same dependency versions as the server (and a shared build cache).
+    if let Some(lock) = enclosing_lockfile(dir) {
+        let copy = dir.join("Cargo.lock");
+        std::fs::copy(&lock, &copy)?;
+        written.push(copy);
+    }
+    Ok(written)
+}
+
+fn manifest_text(names: &Names, abi: &Path) -> String {
+    let mut out = String::new();
+    for line in TEMPLATE_MANIFEST.lines() {
+        let line = match line.trim() {
+            l if l.starts_with("name = ") => format!("name = \"{}\"", names.crate_name),
+            l if l.starts_with("description = ") => format!("description = \"{}: a nano-server node.\"", names.display),
+            "edition.workspace = true" => "edition = \"2024\"".to_owned(),
+            "rust-version.workspace = true" | "license.workspace = true" => continue,
+            l if l.starts_with("# Outside this workspace") => continue,
+            "nano-plugin-abi.workspace = true" => {
+                format!(
+                    "nano-plugin-abi = {{ path = \"{}\" }}",
+                    abi.display().to_string().replace('\\', "/")
+                )
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(
+        "\n# A workspace of its own: the crate builds the same inside the nano-server\n\
+         # repository and outside it.\n[workspace]\n",
+    );
+    out
+}
+
+fn lib_text(names: &Names, category: &str) -> String {
+    TEMPLATE_LIB
+        .replace("TemplateNode", &names.type_name)
+        .replace("\"template-node\"", &format!("\"{}\"", names.uid))
+        .replace("\"Template Node\"", &format!("\"{}\"", names.display))
+        .replace(".category(\"Examples\")", &format!(".category({category:?})"))
+        .replace("libnode_template", &format!("lib{}", names.lib_name))
+}
+
+/// The `plugin-abi` folder of the nano-server checkout `dir` is in, else the
+/// one this binary was built from.
+fn find_plugin_abi(dir: &Path) -> Option<PathBuf> {
+    let start = absolute(dir);
+    let from_checkout = start.ancestors().map(|a| a.join("plugin-abi")).find(|candidate| {
+        std::fs::read_to_string(candidate.join("Cargo.toml")).is_ok_and(|m| m.contains("name = \"nano-plugin-abi\""))
+    });
+    from_checkout.or_else(|| {
+        let built = PathBuf::from(BUILT_ABI_DIR);
+        built
+            .join("Cargo.toml")
+            .is_file()
+            .then(|| built.canonicalize().unwrap_or(built))
+    })
+}
+
+fn enclosing_lockfile(dir: &Path) -> Option<PathBuf> {
+    let abi = find_plugin_abi(dir)?;
+    let lock = abi.parent()?.join("Cargo.lock");
+    lock.is_file().then_some(lock)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `target` as a path relative to `from` (both made absolute).
+fn relative_to(target: &Path, from: &Path) -> Option<PathBuf> {
+    let (target, from) = (absolute(target), absolute(from));
+    let common = target
+        .components()
+        .zip(from.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    if common == 0 {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for _ in from.components().skip(common) {
+        out.push("..");
+    }
+    for part in target.components().skip(common) {
+        out.push(part);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["word_count", "my-node", "n1"] {
+            assert_eq!(invalid_name(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("1abc", "start"),
+            ("my node", "` `"),
+            ("fn", "keyword"),
+            ("a/b", "`/`"),
+        ] {
+            let reason = invalid_name(bad).unwrap_or_default();
+            assert!(reason.contains(why), "{bad:?}: {reason}");
+        }
+    }
+
+    #[test]
+    fn the_template_becomes_a_standalone_crate() {
+        let names = Names::new("word_shout");
+        let manifest = manifest_text(&names, Path::new("../../plugin-abi"));
+        assert!(manifest.contains("name = \"word_shout\""));
+        assert!(manifest.contains("nano-plugin-abi = { path = \"../../plugin-abi\" }"));
+        assert!(manifest.contains("[workspace]"));
+        assert!(!manifest.contains(".workspace = true"), "{manifest}");
+        let lib = lib_text(&names, "Text");
+        assert!(lib.contains("NodeDefinition::new(\"word-shout\", \"Word Shout\")"));
+        assert!(lib.contains(".category(\"Text\")"));
+        assert!(lib.contains("pub struct WordShout;"));
+        assert!(lib.contains("export_nodes![WordShout]"));
+        assert!(!lib.contains("TemplateNode") && !lib.contains("template-node"));
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative_to(Path::new("/r/plugin-abi"), Path::new("/r/nodes/text/x")),
+            Some(PathBuf::from("../../../plugin-abi"))
+        );
+    }
+}
