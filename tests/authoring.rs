@@ -142,10 +142,19 @@ fn nodes_lists_what_a_config_would_serve() {
 
 #[tokio::test]
 async fn with_build_sources_an_edit_is_live_and_a_broken_edit_keeps_the_old_version() {
-    let nodes = NodesDir::empty();
-    let dir = scaffold(&nodes, "live_words");
+    // Laid out and started as the README does: relative paths from the
+    // project folder.
+    let project = NodesDir::empty();
+    std::fs::write(
+        project.path().join("config.toml"),
+        "server_uid = \"authoring\"\nnodes_path = \"nodes\"\nbuild_sources = true\nwatch_debounce_time = 200\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = nano(&["new", "live_words", "--category", "Text"], project.path());
+    assert_eq!(code, 0, "{stderr}");
+    let dir = project.path().join("nodes/text/live_words");
     // Not built yet: the server builds it at start.
-    let server = Server::start_with(&nodes, "build_sources = true\nwatch_debounce_time = 200");
+    let server = Server::start_in(project.path());
     server.wait_for_log("built live_words from source");
     let mut client = Client::connect(&server).await;
     let count = |statuses: &[serde_json::Value]| final_status(statuses)["outputs"]["count"].clone();
@@ -160,6 +169,14 @@ async fn with_build_sources_an_edit_is_live_and_a_broken_edit_keeps_the_old_vers
     server.wait_for_log("swapped");
     let statuses = client.execute("live-words", json!({"text": "a b c"}), json!({})).await;
     assert_eq!(count(&statuses), json!([300]));
+
+    // A crate created while the server runs is built and served too.
+    let (code, _, stderr) = nano(&["new", "late_words", "--category", "Text"], project.path());
+    assert_eq!(code, 0, "{stderr}");
+    server.wait_for_log("built late_words from source");
+    client
+        .recv_where(|f| f["type"] == "definitions_update" && f.to_string().contains("\"late-words\""))
+        .await;
 
     std::fs::write(&source, format!("{edited}\nfn broken( {{\n")).unwrap();
     let failure = server.wait_for_log("build of live_words failed");

@@ -56,6 +56,17 @@ fn replace(path: &Path, bytes: &[u8], how: usize) {
     }
 }
 
+/// Adds another library: the next update must be the one it causes.
+async fn add_sentinel_and_expect_its_update(nodes: &NodesDir, client: &mut Client) {
+    let sentinel = nodes.path().join("sentinel").join(lib_name("test_plugin"));
+    replace(&sentinel, &std::fs::read(plugin("test_plugin")).unwrap(), 1);
+    let next = client.next_update().await;
+    assert!(
+        definition_uids(&next).contains(&"test-echo".to_owned()),
+        "the next update is the sentinel's: {next}"
+    );
+}
+
 async fn run_swap_node(client: &mut Client, ms: u64) -> Value {
     let statuses = client.execute("swap-node", json!({}), json!({"ms": ms})).await;
     final_status(&statuses).clone()
@@ -231,10 +242,7 @@ async fn changes_within_one_debounce_window_reload_once() {
     assert_eq!(definition_version(&update, "swap-node").as_deref(), Some(V2));
 
     // A sentinel change: the next update must be its, not a second reload.
-    let sentinel = nodes.path().join("sentinel").join(lib_name("test_plugin"));
-    replace(&sentinel, &std::fs::read(plugin("test_plugin")).unwrap(), 1);
-    let next = client.next_update().await;
-    assert!(definition_uids(&next).contains(&"test-echo".to_owned()), "{next}");
+    add_sentinel_and_expect_its_update(&nodes, &mut client).await;
     assert_eq!(server.logs().matches("swapped").count(), 1);
 }
 
@@ -246,13 +254,7 @@ async fn rewriting_identical_content_sends_no_update() {
     replace(&path, &swap_bytes(V1), 0);
     server.wait_for_log("unchanged content");
 
-    let sentinel = nodes.path().join("sentinel").join(lib_name("test_plugin"));
-    replace(&sentinel, &std::fs::read(plugin("test_plugin")).unwrap(), 1);
-    let next = client.next_update().await;
-    assert!(
-        definition_uids(&next).contains(&"test-echo".to_owned()),
-        "first update is the sentinel's: {next}"
-    );
+    add_sentinel_and_expect_its_update(&nodes, &mut client).await;
     assert!(!server.logs().contains("swapped"));
 }
 

@@ -3,12 +3,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Client, NodesDir, PATIENCE, Server, final_status, request};
+use support::{Client, NodesDir, PATIENCE, Server, eventually, final_status, request};
 
 async fn post(server: &Server, path: &str, body: &str) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
@@ -30,16 +28,12 @@ async fn get(server: &Server, path: &str) -> (StatusCode, Value) {
 /// Stops `instance` over HTTP until an execution of it was aborted (it may
 /// not have been admitted yet at the first call).
 async fn stop_until_aborted(server: &Server, instance: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually(&format!("an execution of {instance} to abort"), || async {
         let (status, body) = post(server, &format!("/instances/{instance}/stop"), "").await;
         assert_eq!(status, StatusCode::OK);
-        if body["aborted"].as_u64().unwrap() > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "nothing to abort for {instance}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        body["aborted"].as_u64().unwrap() > 0
+    })
+    .await;
 }
 
 /// Reads server-sent events from a streaming response: (event, data).
@@ -341,11 +335,10 @@ async fn a_client_that_leaves_the_stream_aborts_its_execution() {
     server.wait_for_log("HTTP client went away; execution aborted");
     // The execution really ended: its slot and its outcome are accounted.
     let aborted = r#"nano_executions_total{node="progress-steps",outcome="aborted"}"#;
-    let deadline = Instant::now() + PATIENCE;
-    while server.metric(aborted).await < 1.0 {
-        assert!(Instant::now() < deadline, "the execution never ended");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the execution to end as aborted", || async {
+        server.metric(aborted).await >= 1.0
+    })
+    .await;
     let (_, body) = post(&server, "/instances/leaver/stop", "").await;
     assert_eq!(body["aborted"], 0, "nothing of it is left running");
 }
@@ -408,16 +401,11 @@ async fn health_and_readiness_and_the_flip_during_shutdown() {
         .await;
     while client.next_status("drain", &json!(1)).await.get("progress").is_none() {}
     server.terminate();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (status, body) = get(&server, "/readyz").await;
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(body["reason"], "shutting down");
-            break;
-        }
-        assert!(Instant::now() < deadline, "readyz never flipped");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("readyz to flip", || async {
+        get(&server, "/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert_eq!(get(&server, "/readyz").await.1["reason"], "shutting down");
     assert_eq!(get(&server, "/healthz").await.0, StatusCode::OK);
     let (status, _) = post(&server, "/nodes/simple-text/execute", r#"{"inputs": {"text": "late"}}"#).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -146,6 +146,9 @@ impl Config {
             .nodes_path
             .clone()
             .unwrap_or_else(|| base.join(parsed.nodes_path.unwrap_or_else(|| PathBuf::from("nodes"))));
+        // Absolute, because file events name absolute paths and they are
+        // compared with the scanned ones.
+        let nodes_path = absolute(&nodes_path);
         let max_concurrent_executions = parsed.max_concurrent_executions.unwrap_or_else(default_concurrency);
         if max_concurrent_executions == 0 {
             return Err(ConfigError::Key {
@@ -182,6 +185,27 @@ impl Config {
             _ => format!("{}:{}", self.host, self.port),
         }
     }
+}
+
+/// `path` made absolute against the working directory, without resolving
+/// links (the folder need not exist yet).
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A small multiple of the cores: nodes often wait on I/O or sleep.
@@ -249,6 +273,15 @@ mod tests {
         assert_eq!(config.port, 3017);
         assert_eq!(config.host, "127.0.0.1");
         assert_eq!(config.nodes_path, Path::new("/srv/nano/nodes"));
+        let relative = Config::from_toml(
+            "server_uid = \"s\"",
+            Path::new("config.toml"),
+            |_| None,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(relative.nodes_path.is_absolute(), "{}", relative.nodes_path.display());
+        assert!(relative.nodes_path.ends_with("nodes"));
         assert_eq!(config.identity.server_name, "s");
         assert!(config.auto_watch);
         assert_eq!(config.watch_debounce, Duration::from_millis(500));

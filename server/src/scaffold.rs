@@ -5,9 +5,11 @@
 //! `nano-plugin-abi`, so it builds the same inside this repository and
 //! outside it.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+
+use crate::config::absolute;
 
 const TEMPLATE_MANIFEST: &str = include_str!("../../plugin-template/Cargo.toml");
 const TEMPLATE_LIB: &str = include_str!("../../plugin-template/src/lib.rs");
@@ -166,25 +168,6 @@ fn enclosing_lockfile(dir: &Path) -> Option<PathBuf> {
     let abi = find_plugin_abi(dir)?;
     let lock = abi.parent()?.join("Cargo.lock");
     lock.is_file().then_some(lock)
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_owned()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(path)
-    };
-    let mut out = PathBuf::new();
-    for component in joined.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// `target` as a path relative to `from` (both made absolute).

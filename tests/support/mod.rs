@@ -161,6 +161,14 @@ impl Server {
         Self::start_logging(nodes, extra_config, "info")
     }
 
+    /// Starts the server as a user would: in `project` (the current
+    /// directory), with `--config config.toml` and the paths in it relative.
+    pub fn start_in(project: &Path) -> Self {
+        let mut command = server_command(Path::new("config.toml"));
+        command.current_dir(project).arg("--port").arg("0");
+        Self::spawn(command, tempfile::tempdir().unwrap())
+    }
+
     /// Like [`start_with`](Self::start_with), with a `RUST_LOG` filter.
     pub fn start_logging(nodes: &NodesDir, extra_config: &str, rust_log: &str) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
@@ -173,12 +181,18 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut child = server_command(&config)
+        let mut command = server_command(&config);
+        command
             .arg("--port")
             .arg("0")
             .arg("--nodes-path")
             .arg(nodes.path())
-            .env("RUST_LOG", rust_log)
+            .env("RUST_LOG", rust_log);
+        Self::spawn(command, config_dir)
+    }
+
+    fn spawn(mut command: Command, config_dir: tempfile::TempDir) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -467,6 +481,20 @@ impl Client {
     /// Frames received but not yet consumed.
     pub fn backlog(&self) -> &[Value] {
         &self.backlog
+    }
+}
+
+/// Polls `condition` until it holds (or fails the test after PATIENCE).
+/// For state that is only visible by asking, e.g. a metric.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
