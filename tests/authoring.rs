@@ -177,6 +177,14 @@ async fn with_build_sources_an_edit_is_live_and_a_broken_edit_keeps_the_old_vers
     client
         .recv_where(|f| f["type"] == "definitions_update" && f.to_string().contains("\"late-words\""))
         .await;
+    // Built once at start and once per edit: compiling reads the sources,
+    // which must not count as a change.
+    assert_eq!(
+        server.logs().matches("built live_words from source").count(),
+        2,
+        "{}",
+        server.logs()
+    );
 
     std::fs::write(&source, format!("{edited}\nfn broken( {{\n")).unwrap();
     let failure = server.wait_for_log("build of live_words failed");

@@ -256,6 +256,13 @@ async fn rewriting_identical_content_sends_no_update() {
 
     add_sentinel_and_expect_its_update(&nodes, &mut client).await;
     assert!(!server.logs().contains("swapped"));
+    // Looked at once: the server's own reads of the file are not changes.
+    assert_eq!(
+        server.logs().matches("unchanged content").count(),
+        1,
+        "{}",
+        server.logs()
+    );
 }
 
 #[tokio::test]

@@ -91,7 +91,7 @@ async fn simple_text_accepts_list_and_bare_inputs() {
     );
     assert_eq!(
         final_status(&statuses),
-        &json!({"type": "complete", "outputs": {"text": ["hello"]}})
+        &json!({"type": "complete", "message": "Execution finished.", "outputs": {"text": ["hello"]}})
     );
 
     let statuses = client
@@ -164,7 +164,7 @@ async fn progress_steps_reports_progress_in_order() {
     }
     assert_eq!(
         statuses[4],
-        json!({"type": "complete", "outputs": {"result": ["done"]}})
+        json!({"type": "complete", "message": "Execution finished.", "outputs": {"result": ["done"]}})
     );
 }
 

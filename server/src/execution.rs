@@ -91,9 +91,11 @@ impl Status {
     pub fn to_json(&self) -> String {
         match self {
             Self::Update(json) => json.clone(),
-            Self::Complete(outputs) => {
-                format!(r#"{{"type":"complete","outputs":{}}}"#, outputs.get())
-            }
+            // The message is the Python SDK's, so orchestrators see the same.
+            Self::Complete(outputs) => format!(
+                r#"{{"type":"complete","message":"Execution finished.","outputs":{}}}"#,
+                outputs.get()
+            ),
             Self::Error(_, message) => serde_json::json!({"type": "error", "message": message}).to_string(),
         }
     }
@@ -331,7 +333,8 @@ impl HostCallbacks for ExecutionState {
 
 /// The error for a uid nobody serves.
 pub fn unknown_node_message(uid: &str) -> String {
-    format!("Node '{uid}' not found: this server does not serve a node with that uid")
+    // The Python SDK's wording, which orchestrators may match on.
+    format!("Node definition not found: {uid}")
 }
 
 fn run_node(node: &NodeHandle, request: &ExecutionRequest, state: &ExecutionState) -> Result<String, String> {

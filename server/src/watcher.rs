@@ -6,7 +6,7 @@ use std::{collections::HashSet, path::PathBuf, sync::mpsc, time::Duration};
 
 use notify_debouncer_full::{
     DebounceEventResult, Debouncer, RecommendedCache, new_debouncer,
-    notify::{RecommendedWatcher, RecursiveMode},
+    notify::{EventKind, RecommendedWatcher, RecursiveMode},
 };
 
 use crate::{build::SourceBuilder, reconcile::Reconciler};
@@ -38,7 +38,17 @@ pub fn watch(
             for batch in batches {
                 match batch {
                     Ok(events) => {
-                        let touched: HashSet<PathBuf> = events.iter().flat_map(|e| e.paths.iter().cloned()).collect();
+                        // Reads are not changes, and ignoring them matters:
+                        // hashing a library (or cargo reading sources) would
+                        // otherwise trigger the next pass, forever.
+                        let touched: HashSet<PathBuf> = events
+                            .iter()
+                            .filter(|e| !matches!(e.kind, EventKind::Access(_)))
+                            .flat_map(|e| e.paths.iter().cloned())
+                            .collect();
+                        if touched.is_empty() {
+                            continue;
+                        }
                         tracing::debug!(events = events.len(), paths = touched.len(), "file events");
                         if let Some(builder) = &builder {
                             builder.sources_changed(&touched);

@@ -4,7 +4,10 @@
 //! execution never blocks reading the next frame, and every status of an
 //! execution reaches only the connection that asked for it.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -17,6 +20,11 @@ use crate::{
     metrics,
     protocol::{self, ClientMessage},
 };
+
+/// A ping goes out after this much silence…
+const PING_EVERY: Duration = Duration::from_secs(25);
+/// …and a client silent for this much longer after it is considered gone.
+const PONG_WITHIN: Duration = Duration::from_millis(12_500);
 
 /// Serves one upgraded connection until the client goes away.
 pub async fn serve(socket: WebSocket, state: ServerState) {
@@ -34,10 +42,29 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
     let connections = metrics::gauge!(metrics::WS_CONNECTIONS);
     connections.increment(1.0);
 
+    // Keepalive, as the Python SDK does: a ping after 25 s of silence; a
+    // client that has sent nothing (not even a pong) for 25 + 12.5 s is gone.
+    let last_heard = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let heard = Arc::clone(&last_heard);
     let writer_state = state.clone();
+    // Dropped when the writer ends, which tells the reader to stop too.
+    let (writer_alive, mut writer_done) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
+        let _alive = writer_alive;
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         loop {
             let frame = tokio::select! {
+                _ = keepalive.tick() => {
+                    let silent = heard.lock().map(|t| t.elapsed()).unwrap_or_default();
+                    if silent > PING_EVERY + PONG_WITHIN {
+                        tracing::info!(connection, silent_s = silent.as_secs(), "client stopped answering pings; closing");
+                        break;
+                    }
+                    if sender.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 frame = outgoing.recv() => match frame {
                     Some(frame) => frame,
                     None => break,
@@ -57,7 +84,18 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
         }
     });
 
-    while let Some(message) = receiver.next().await {
+    loop {
+        let message = tokio::select! {
+            message = receiver.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            // The writer ends when the client stopped answering.
+            _ = &mut writer_done => break,
+        };
+        if let Ok(mut heard) = last_heard.lock() {
+            *heard = Instant::now();
+        }
         match message {
             Ok(Message::Text(text)) => dispatch(&state, connection, &outbox, text.as_str()),
             Ok(Message::Binary(bytes)) => {
