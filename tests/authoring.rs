@@ -7,7 +7,7 @@ mod support;
 use std::{path::Path, process::Command};
 
 use serde_json::json;
-use support::{Client, NodesDir, Server, final_status, foreign_abi_plugin, plugin, run_server_to_exit};
+use support::{BUILD_PATIENCE, Client, NodesDir, Server, final_status, foreign_abi_plugin, plugin, run_server_to_exit};
 
 fn nano(args: &[&str], cwd: &Path) -> (i32, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nano-server"));
@@ -155,7 +155,7 @@ async fn with_build_sources_an_edit_is_live_and_a_broken_edit_keeps_the_old_vers
     let dir = project.path().join("nodes/text/live_words");
     // Not built yet: the server builds it at start.
     let server = Server::start_in(project.path());
-    server.wait_for_log("built live_words from source");
+    server.wait_for_log_within("built live_words from source", BUILD_PATIENCE);
     let mut client = Client::connect(&server).await;
     let count = |statuses: &[serde_json::Value]| final_status(statuses)["outputs"]["count"].clone();
     let statuses = client.execute("live-words", json!({"text": "a b c"}), json!({})).await;
@@ -166,14 +166,14 @@ async fn with_build_sources_an_edit_is_live_and_a_broken_edit_keeps_the_old_vers
     let edited = original.replace(r#".with("count", words.len())"#, r#".with("count", words.len() * 100)"#);
     assert_ne!(edited, original, "the template still has the line this test edits");
     std::fs::write(&source, &edited).unwrap();
-    server.wait_for_log("swapped");
+    server.wait_for_log_within("swapped", BUILD_PATIENCE);
     let statuses = client.execute("live-words", json!({"text": "a b c"}), json!({})).await;
     assert_eq!(count(&statuses), json!([300]));
 
     // A crate created while the server runs is built and served too.
     let (code, _, stderr) = nano(&["new", "late_words", "--category", "Text"], project.path());
     assert_eq!(code, 0, "{stderr}");
-    server.wait_for_log("built late_words from source");
+    server.wait_for_log_within("built late_words from source", BUILD_PATIENCE);
     client
         .recv_where(|f| f["type"] == "definitions_update" && f.to_string().contains("\"late-words\""))
         .await;
@@ -187,7 +187,7 @@ async fn with_build_sources_an_edit_is_live_and_a_broken_edit_keeps_the_old_vers
     );
 
     std::fs::write(&source, format!("{edited}\nfn broken( {{\n")).unwrap();
-    let failure = server.wait_for_log("build of live_words failed");
+    let failure = server.wait_for_log_within("build of live_words failed", BUILD_PATIENCE);
     assert!(failure.contains("previous version keeps serving"), "{failure}");
     server.wait_for_log("unclosed delimiter"); // the compiler's own message reaches the log
     let statuses = client.execute("live-words", json!({"text": "a b c"}), json!({})).await;

@@ -19,6 +19,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 /// node crates under a fully parallel test run on 2 cores take a while.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
+/// For waits that include a cargo build of a node crate: on a fresh machine
+/// the first one compiles the plugin's dependencies.
+pub const BUILD_PATIENCE: Duration = Duration::from_secs(600);
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
@@ -165,10 +169,11 @@ impl Server {
 
     /// Starts the server as a user would: in `project` (the current
     /// directory), with `--config config.toml` and the paths in it relative.
+    /// It may build node crates before it is ready: waits up to BUILD_PATIENCE.
     pub fn start_in(project: &Path) -> Self {
         let mut command = server_command(Path::new("config.toml"));
         command.current_dir(project).arg("--port").arg("0");
-        Self::spawn(command, tempfile::tempdir().unwrap())
+        Self::spawn(command, tempfile::tempdir().unwrap(), BUILD_PATIENCE)
     }
 
     /// Like [`start_with`](Self::start_with), with a `RUST_LOG` filter.
@@ -190,10 +195,10 @@ impl Server {
             .arg("--nodes-path")
             .arg(nodes.path())
             .env("RUST_LOG", rust_log);
-        Self::spawn(command, config_dir)
+        Self::spawn(command, config_dir, PATIENCE)
     }
 
-    fn spawn(mut command: Command, config_dir: tempfile::TempDir) -> Self {
+    fn spawn(mut command: Command, config_dir: tempfile::TempDir, patience: Duration) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -226,7 +231,7 @@ impl Server {
                 }
             }
         });
-        let port = match ready_rx.recv_timeout(PATIENCE) {
+        let port = match ready_rx.recv_timeout(patience) {
             Ok(Some(port)) => port,
             other => {
                 let _ = child.kill();
@@ -259,9 +264,14 @@ impl Server {
 
     /// Waits until the log contains `needle`; returns that log line.
     pub fn wait_for_log(&self, needle: &str) -> String {
+        self.wait_for_log_within(needle, PATIENCE)
+    }
+
+    /// [`wait_for_log`](Self::wait_for_log) with its own patience.
+    pub fn wait_for_log_within(&self, needle: &str, patience: Duration) -> String {
         let (text, changed) = &*self.logs;
         let (text, timeout) = changed
-            .wait_timeout_while(text.lock().unwrap(), PATIENCE, |t| !t.contains(needle))
+            .wait_timeout_while(text.lock().unwrap(), patience, |t| !t.contains(needle))
             .unwrap();
         assert!(!timeout.timed_out(), "log never contained {needle:?}; logs:\n{text}");
         text.lines().find(|l| l.contains(needle)).unwrap().to_owned()
@@ -399,6 +409,43 @@ impl Client {
         client.handshake = client.next_frame().await;
         assert_eq!(client.handshake["type"], "handshake");
         client
+    }
+
+    /// Connects with extra request headers; the HTTP status on refusal.
+    pub async fn try_connect(server: &Server, headers: &[(&str, &str)]) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::{
+            Error,
+            client::IntoClientRequest,
+            http::{HeaderName, HeaderValue},
+        };
+        let mut request = server.ws_url().into_client_request().unwrap();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            request
+                .headers_mut()
+                .insert(name, HeaderValue::from_str(value).unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => {
+                let mut client = Self {
+                    ws,
+                    handshake: Value::Null,
+                    backlog: Vec::new(),
+                };
+                client.handshake = client.next_frame().await;
+                Ok(client)
+            }
+            Err(Error::Http(response)) => Err(response.status().as_u16()),
+            Err(other) => panic!("WebSocket connect failed: {other}"),
+        }
+    }
+
+    /// The next raw message (close frames included), for limit tests.
+    pub async fn next_message(&mut self) -> Option<Message> {
+        tokio::time::timeout(PATIENCE, self.ws.next())
+            .await
+            .expect("a message in time")
+            .map(|m| m.expect("the message reads"))
     }
 
     pub async fn send(&mut self, frame: &Value) {
