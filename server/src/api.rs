@@ -142,7 +142,7 @@ pub async fn get_node(State(state): State<ServerState>, Path(uid): Path<String>)
         (status = 409, description = "Aborted", body = ErrorBody),
         (status = 413, description = "Body over max_request_bytes", body = ErrorBody),
         (status = 422, description = "The node's own error", body = ErrorBody),
-        (status = 503, description = "Shutting down", body = ErrorBody),
+        (status = 503, description = "Shutting down, or busy (max_queued_executions waiting)", body = ErrorBody),
         (status = 504, description = "Ran past execution_timeout_ms", body = ErrorBody)))]
 pub async fn execute(
     State(state): State<ServerState>,
@@ -206,6 +206,7 @@ fn failure_code(failure: Failure) -> StatusCode {
         Failure::UnknownNode => StatusCode::NOT_FOUND,
         Failure::Aborted => StatusCode::CONFLICT,
         Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        Failure::Busy => StatusCode::SERVICE_UNAVAILABLE,
         Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -54,6 +54,10 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     execution_timeout_ms: Option<u64>,
     build_sources: Option<bool>,
+    auth_token: Option<String>,
+    max_queued_executions: Option<usize>,
+    max_message_bytes: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 /// Overrides given on the command line.
@@ -90,6 +94,15 @@ pub struct Config {
     pub execution_timeout: Option<Duration>,
     /// Build node crates under `nodes_path` at start and when their sources change.
     pub build_sources: bool,
+    /// When set, every route but `/healthz` and `/readyz` (and the
+    /// WebSocket) needs `Authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+    /// Executions that may wait for a slot; beyond, new ones are refused.
+    pub max_queued_executions: usize,
+    /// Largest WebSocket message accepted (close 1009 beyond).
+    pub max_message_bytes: usize,
+    /// WebSocket connections open at once; more are refused with 503.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -175,6 +188,12 @@ impl Config {
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis),
             build_sources: parsed.build_sources.unwrap_or(false),
+            auth_token: env("NANO_SERVER_TOKEN")
+                .or(parsed.auth_token)
+                .filter(|token| !token.is_empty()),
+            max_queued_executions: parsed.max_queued_executions.unwrap_or(1024),
+            max_message_bytes: parsed.max_message_bytes.unwrap_or(16 * 1024 * 1024),
+            max_connections: parsed.max_connections.unwrap_or(1024),
         })
     }
 
@@ -301,6 +320,23 @@ mod tests {
         assert_eq!(config.port, 4000);
         assert_eq!(config.identity.domain, "env.d");
         assert_eq!(config.identity.server_name, "Env Name");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_the_token_comes_from_env_first() {
+        let config = load("server_uid = \"s\"", &[]).unwrap();
+        assert_eq!(config.auth_token, None);
+        assert_eq!(config.max_message_bytes, 16 * 1024 * 1024);
+        assert_eq!(config.max_request_bytes, 16 * 1024 * 1024);
+        assert!(config.max_queued_executions > 0 && config.max_connections > 0);
+        let config = load(
+            "server_uid = \"s\"\nauth_token = \"file\"",
+            &[("NANO_SERVER_TOKEN", "env")],
+        )
+        .unwrap();
+        assert_eq!(config.auth_token.as_deref(), Some("env"));
+        let config = load("server_uid = \"s\"\nauth_token = \"\"", &[]).unwrap();
+        assert_eq!(config.auth_token, None, "an empty token means no token");
     }
 
     #[test]

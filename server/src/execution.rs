@@ -9,7 +9,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -61,6 +61,8 @@ pub enum Failure {
     Aborted,
     /// Ran past `execution_timeout_ms`.
     TimedOut,
+    /// Refused: `max_queued_executions` are already waiting.
+    Busy,
     /// The server could not run it.
     Internal,
 }
@@ -73,6 +75,7 @@ impl Failure {
             Self::UnknownNode => "unknown_node",
             Self::Aborted => "aborted",
             Self::TimedOut => "timeout",
+            Self::Busy => "busy",
             Self::Internal => "internal",
         }
     }
@@ -118,6 +121,8 @@ pub const ABORTED: &str = "Execution aborted";
 pub struct Executor {
     registry: NodeRegistry,
     permits: Arc<Semaphore>,
+    max_queued: usize,
+    queued: Arc<AtomicUsize>,
     timeout: Option<Duration>,
     active: Mutex<HashMap<u64, Active>>,
     next_id: AtomicU64,
@@ -131,12 +136,19 @@ struct Active {
 }
 
 impl Executor {
-    /// An executor running at most `max_concurrent` nodes at once, each for
-    /// at most `timeout` (if any).
-    pub fn new(registry: NodeRegistry, max_concurrent: usize, timeout: Option<Duration>) -> Arc<Self> {
+    /// An executor running at most `max_concurrent` nodes at once (with at
+    /// most `max_queued` more waiting), each for at most `timeout` (if any).
+    pub fn new(
+        registry: NodeRegistry,
+        max_concurrent: usize,
+        max_queued: usize,
+        timeout: Option<Duration>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             registry,
             permits: Arc::new(Semaphore::new(max_concurrent)),
+            max_queued,
+            queued: Arc::new(AtomicUsize::new(0)),
             timeout,
             active: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
@@ -155,6 +167,19 @@ impl Executor {
             ));
             return;
         };
+        // Bounded waiting: beyond it, refuse at once rather than grow.
+        let waiting = self.queued.fetch_add(1, Ordering::SeqCst);
+        let queue_slot = QueueSlot(Arc::clone(&self.queued));
+        if waiting >= self.max_queued && self.permits.available_permits() == 0 {
+            drop(queue_slot);
+            metrics::counter!(metrics::EXECUTIONS, "node" => request.node_uid.clone(), "outcome" => "busy")
+                .increment(1);
+            sink.send(Status::error(
+                Failure::Busy,
+                format!("the server is busy: {waiting} executions are already waiting; try again later"),
+            ));
+            return;
+        }
         let state = Arc::new(ExecutionState {
             aborted: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -175,7 +200,7 @@ impl Executor {
             async move {
                 let uid = request.node_uid.clone();
                 let started = Instant::now();
-                let final_status = executor.run(node, request, &state).await;
+                let final_status = executor.run(node, request, &state, queue_slot).await;
                 let outcome = match &final_status {
                     Status::Error(failure, message) => {
                         tracing::debug!(outcome = failure.label(), %message, "execution failed");
@@ -192,12 +217,19 @@ impl Executor {
         );
     }
 
-    async fn run(&self, node: NodeHandle, request: ExecutionRequest, state: &Arc<ExecutionState>) -> Status {
+    async fn run(
+        &self,
+        node: NodeHandle,
+        request: ExecutionRequest,
+        state: &Arc<ExecutionState>,
+        queue_slot: QueueSlot,
+    ) -> Status {
         // Waits here while `max_concurrent_executions` are running.
         let queued = Instant::now();
         let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return Status::error(Failure::Internal, "the server is shutting down");
         };
+        drop(queue_slot);
         metrics::histogram!(metrics::QUEUE_WAIT_SECONDS).record(queued.elapsed().as_secs_f64());
         if state.is_aborted() {
             return Status::error(Failure::Aborted, ABORTED);
@@ -273,6 +305,15 @@ impl Executor {
 
     fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Active>> {
         self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One place in the wait queue, given back when dropped.
+struct QueueSlot(Arc<AtomicUsize>);
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -5,7 +5,7 @@
 use std::{
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -33,8 +33,14 @@ use crate::{
     ws,
 };
 
-/// Largest WebSocket message accepted.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Limits and access rules of the transports.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub auth_token: Option<Arc<str>>,
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    pub max_request_bytes: usize,
+}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -43,19 +49,23 @@ pub struct ServerState {
     pub registry: NodeRegistry,
     pub executor: Arc<Executor>,
     pub metrics: PrometheusHandle,
+    pub limits: Arc<Limits>,
     connections: Arc<AtomicU64>,
+    open_websockets: Arc<AtomicUsize>,
     shutting_down: Arc<AtomicBool>,
     openapi: Arc<OnceLock<String>>,
 }
 
 impl ServerState {
-    pub fn new(identity: Identity, registry: NodeRegistry, executor: Arc<Executor>) -> Self {
+    pub fn new(identity: Identity, registry: NodeRegistry, executor: Arc<Executor>, limits: Limits) -> Self {
         Self {
             identity: Arc::new(identity),
             registry,
             executor,
             metrics: metrics::install(),
+            limits: Arc::new(limits),
             connections: Arc::new(AtomicU64::new(0)),
+            open_websockets: Arc::new(AtomicUsize::new(0)),
             shutting_down: Arc::new(AtomicBool::new(false)),
             openapi: Arc::new(OnceLock::new()),
         }
@@ -75,8 +85,25 @@ impl ServerState {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
+    /// Counts a WebSocket as open until the returned guard is dropped, or
+    /// `None` when `max_connections` are open already.
+    pub(crate) fn admit_websocket(&self) -> Option<OpenWebSocket> {
+        let open = self.open_websockets.fetch_add(1, Ordering::SeqCst);
+        let guard = OpenWebSocket(Arc::clone(&self.open_websockets));
+        (open < self.limits.max_connections).then_some(guard)
+    }
+
     pub(crate) fn openapi_json(&self) -> String {
         self.openapi.get().cloned().unwrap_or_default()
+    }
+}
+
+/// One open WebSocket, counted until dropped.
+pub(crate) struct OpenWebSocket(Arc<AtomicUsize>);
+
+impl Drop for OpenWebSocket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -93,7 +120,8 @@ impl ServerState {
 struct ApiDoc;
 
 /// The routes of the server, with the OpenAPI document built from them.
-pub fn router(state: ServerState, max_request_bytes: usize) -> Router {
+pub fn router(state: ServerState) -> Router {
+    let max_request_bytes = state.limits.max_request_bytes;
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(root))
         .routes(routes!(api::list_nodes))
@@ -111,6 +139,7 @@ pub fn router(state: ServerState, max_request_bytes: usize) -> Router {
     router
         .route_layer(middleware::from_fn(count_request))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(
             TraceLayer::new_for_http()
@@ -143,14 +172,60 @@ async fn root(
     State(state): State<ServerState>,
 ) -> Response {
     match upgrade {
-        Ok(upgrade) => upgrade
-            .max_message_size(MAX_MESSAGE_BYTES)
-            .on_upgrade(move |socket| ws::serve(socket, state)),
+        Ok(upgrade) => {
+            let Some(open) = state.admit_websocket() else {
+                tracing::warn!(
+                    max_connections = state.limits.max_connections,
+                    "refused a WebSocket: too many open"
+                );
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many open connections; try again later",
+                )
+                .into_response();
+            };
+            upgrade
+                .max_message_size(state.limits.max_message_bytes)
+                .max_frame_size(state.limits.max_message_bytes)
+                .on_upgrade(move |socket| ws::serve(socket, state, open))
+        }
         Err(_) => Json(crate::protocol::status_document(
             &state.identity,
             &state.registry.snapshot(),
         ))
         .into_response(),
+    }
+}
+
+/// With `auth_token` set, everything but the health probes needs
+/// `Authorization: Bearer <token>`; compared in constant time.
+async fn require_token(State(state): State<ServerState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.limits.auth_token else {
+        return next.run(request).await;
+    };
+    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), token.as_bytes())) {
+        next.run(request).await
+    } else {
+        tracing::warn!(path = %request.uri().path(), "refused a request without the right bearer token");
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong `Authorization: Bearer` token",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        response
     }
 }
 

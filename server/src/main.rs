@@ -333,9 +333,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let executor = Executor::new(
         registry.clone(),
         config.max_concurrent_executions,
+        config.max_queued_executions,
         config.execution_timeout,
     );
-    let state = ServerState::new(config.identity.clone(), registry, executor);
+    let limits = http::Limits {
+        auth_token: config.auth_token.as_deref().map(Into::into),
+        max_message_bytes: config.max_message_bytes,
+        max_connections: config.max_connections,
+        max_request_bytes: config.max_request_bytes,
+    };
+    let state = ServerState::new(config.identity.clone(), registry, executor, limits);
     let address = config.listen_address();
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -348,7 +355,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         writeln!(stdout, "[NANOSERVER_READY]")?;
         stdout.flush()?;
     }
-    axum::serve(listener, http::router(state.clone(), config.max_request_bytes))
+    axum::serve(listener, http::router(state.clone()))
         .with_graceful_shutdown(drain_on_signal(state))
         .await?;
     tracing::info!("stopped");

@@ -9,29 +9,29 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use crate::{
     execution::{Failure, Status, StatusSink},
-    http::ServerState,
+    http::{OpenWebSocket, ServerState},
     metrics,
     protocol::{self, ClientMessage},
 };
 
-/// A ping goes out after this much silence…
+/// A ping goes out this often…
 const PING_EVERY: Duration = Duration::from_secs(25);
-/// …and a client silent for this much longer after it is considered gone.
+/// …and a client that sent nothing for `PING_EVERY` + this is gone.
 const PONG_WITHIN: Duration = Duration::from_millis(12_500);
 
 /// Serves one upgraded connection until the client goes away.
-pub async fn serve(socket: WebSocket, state: ServerState) {
+pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebSocket) {
     let connection = state.next_connection_id();
     tracing::info!(connection, "WebSocket client connected");
     let (mut sender, mut receiver) = socket.split();
-    let (outbox, mut outgoing) = mpsc::unbounded_channel::<String>();
+    let (outbox, mut outgoing) = mpsc::unbounded_channel::<Message>();
 
     // Subscribe before the handshake so no update can fall between the two.
     let mut updates = state.registry.subscribe();
@@ -42,8 +42,8 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
     let connections = metrics::gauge!(metrics::WS_CONNECTIONS);
     connections.increment(1.0);
 
-    // Keepalive, as the Python SDK does: a ping after 25 s of silence; a
-    // client that has sent nothing (not even a pong) for 25 + 12.5 s is gone.
+    // Keepalive, as the Python SDK does: a ping every 25 s; a client that
+    // has sent nothing (not even a pong) for 25 + 12.5 s is gone.
     let last_heard = Arc::new(std::sync::Mutex::new(Instant::now()));
     let heard = Arc::clone(&last_heard);
     let writer_state = state.clone();
@@ -66,7 +66,16 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
                     continue;
                 }
                 frame = outgoing.recv() => match frame {
-                    Some(frame) => frame,
+                    Some(Message::Close(close)) => {
+                        let _ = sender.send(Message::Close(close)).await;
+                        break;
+                    }
+                    Some(frame) => {
+                        if sender.send(frame).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     None => break,
                 },
                 update = updates.recv() => match update {
@@ -107,6 +116,16 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
             }
             Ok(Message::Close(_)) => break,
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Err(err) if is_too_big(&err) => {
+                tracing::warn!(connection, %err, max_message_bytes = state.limits.max_message_bytes, "message too big; closing with 1009");
+                let _ = outbox.send(Message::Close(Some(CloseFrame {
+                    code: close_code::SIZE,
+                    reason: "message too big".into(),
+                })));
+                // Let the writer send the close frame before it stops.
+                let _ = (&mut writer_done).await;
+                break;
+            }
             Err(err) => {
                 tracing::warn!(connection, %err, "WebSocket read failed; closing the connection");
                 break;
@@ -121,7 +140,13 @@ pub async fn serve(socket: WebSocket, state: ServerState) {
     tracing::info!(connection, aborted, "WebSocket client disconnected");
 }
 
-fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender<String>, text: &str) {
+/// Whether a read failed because the message exceeded `max_message_bytes`.
+fn is_too_big(err: &axum::Error) -> bool {
+    let text = err.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long")
+}
+
+fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender<Message>, text: &str) {
     match protocol::decode(text) {
         Ok(ClientMessage::RequestExecution { node_id, request }) if state.is_shutting_down() => {
             ConnectionSink::new(state, outbox, &request.instance_id, &node_id).send(Status::Error(
@@ -145,7 +170,9 @@ fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender
         Ok(ClientMessage::StopWorkflowInstance { instance_id }) => {
             let aborted = state.executor.stop_instance(&instance_id);
             tracing::info!(connection, instance = %instance_id, aborted, "stop_workflow_instance");
-            let _ = outbox.send(protocol::ack_stop(&state.identity, &instance_id, aborted));
+            let _ = outbox.send(Message::Text(
+                protocol::ack_stop(&state.identity, &instance_id, aborted).into(),
+            ));
         }
         Err(err) => {
             let preview: String = text.chars().take(120).collect();
@@ -157,13 +184,13 @@ fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender
 /// Sends the statuses of one execution to its connection.
 struct ConnectionSink {
     prefix: String,
-    outbox: mpsc::UnboundedSender<String>,
+    outbox: mpsc::UnboundedSender<Message>,
 }
 
 impl ConnectionSink {
     fn new(
         state: &ServerState,
-        outbox: &mpsc::UnboundedSender<String>,
+        outbox: &mpsc::UnboundedSender<Message>,
         instance_id: &str,
         node_id: &RawValue,
     ) -> Arc<Self> {
@@ -177,6 +204,7 @@ impl ConnectionSink {
 impl StatusSink for ConnectionSink {
     fn send(&self, status: Status) {
         // A closed outbox means the client left; its executions are aborted.
-        let _ = self.outbox.send(protocol::node_status(&self.prefix, &status.to_json()));
+        let frame = protocol::node_status(&self.prefix, &status.to_json());
+        let _ = self.outbox.send(Message::Text(frame.into()));
     }
 }
