@@ -89,7 +89,7 @@ fn inspect_shows_nodes_or_why_a_library_is_refused() {
     let (code, stdout, _) = nano(&["inspect", plugin("test_plugin").to_str().unwrap()], here);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("nano-plugin-abi 0.1.0"), "{stdout}");
-    for uid in ["test-panic", "test-echo", "test-stubborn"] {
+    for uid in ["test-panic", "test-echo", "test-stubborn", "test-hang"] {
         assert!(stdout.contains(uid), "{uid} in {stdout}");
     }
     let (code, stdout, _) = nano(

@@ -272,7 +272,7 @@ struct AbortOnDrop {
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        if self.armed && self.executor.abort_owner(self.owner) > 0 {
+        if self.armed && !self.executor.abort_owner(self.owner).is_empty() {
             tracing::info!("HTTP client went away; execution aborted");
         }
     }
@@ -372,7 +372,7 @@ fn parse_execute(uid: &str, body: &[u8]) -> Result<(ExecutionRequest, Value), Ap
     responses((status = 200, description = "How many executions were aborted", body = Object,
                example = json!({"aborted": 1}))))]
 pub async fn stop_instance(State(state): State<ServerState>, Path(instance_id): Path<String>) -> Json<Value> {
-    let aborted = state.executor.stop_instance(&instance_id);
+    let aborted = state.executor.stop_instance(&instance_id).len();
     tracing::info!(instance = %instance_id, aborted, "stop over HTTP");
     Json(json!({"aborted": aborted}))
 }

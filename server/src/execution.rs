@@ -18,7 +18,7 @@ use abi_stable::{sabi_trait::TD_Opaque, sabi_types::RRef, std_types::RStr};
 use nano_plugin_abi::ffi::{ExecuteCall, HostCallbacks, HostCallbacks_TO};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
 
 use crate::{
@@ -184,6 +184,8 @@ impl Executor {
             aborted: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             sink,
+            abort_signal: Notify::new(),
+            worker: Mutex::new(WorkerState::default()),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock_active().insert(
@@ -241,13 +243,23 @@ impl Executor {
             // The slot stays taken until the node really returns, even after
             // a timeout: the worker thread is busy until then.
             let _permit = permit;
+            worker_state.worker_started();
             let outcome = run_node(&node, &request, &worker_state);
+            worker_state.worker_returned();
             metrics::gauge!(metrics::IN_FLIGHT).decrement(1.0);
             outcome
         });
+        // The node's result, unless the execution is aborted first: then the
+        // caller already has its final status and nobody waits for the node.
+        let until_aborted = async {
+            tokio::select! {
+                outcome = worker => Some(outcome),
+                () = state.abort_signal.notified() => None,
+            }
+        };
         let outcome = match self.timeout {
-            None => worker.await,
-            Some(limit) => match tokio::time::timeout(limit, worker).await {
+            None => until_aborted.await,
+            Some(limit) => match tokio::time::timeout(limit, until_aborted).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     // The late result is discarded: `finish` sends only once.
@@ -262,6 +274,9 @@ impl Executor {
         if state.is_aborted() {
             return Status::error(Failure::Aborted, ABORTED);
         }
+        let Some(outcome) = outcome else {
+            return Status::error(Failure::Aborted, ABORTED);
+        };
         match outcome {
             Ok(Ok(outputs)) => match parse_outputs(outputs) {
                 Ok(outputs) => Status::Complete(outputs),
@@ -280,31 +295,76 @@ impl Executor {
         self.registry.snapshot().get(uid).is_some()
     }
 
-    /// Aborts every execution of `instance_id`; returns how many.
-    pub fn stop_instance(&self, instance_id: &str) -> usize {
-        self.abort_where(|active| active.instance_id == instance_id)
+    /// Aborts every execution of `instance_id`. Their final `error` goes out
+    /// when the returned value is dropped, so an acknowledgement can go first.
+    pub fn stop_instance(&self, instance_id: &str) -> Aborted {
+        self.abort_with(|active| active.instance_id == instance_id, ABORTED)
     }
 
     /// Aborts every execution started by `owner` (a connection that closed).
-    pub fn abort_owner(&self, owner: u64) -> usize {
-        self.abort_where(|active| active.owner == owner)
+    pub fn abort_owner(&self, owner: u64) -> Aborted {
+        self.abort_with(|active| active.owner == owner, ABORTED)
     }
 
-    fn abort_where(&self, matches: impl Fn(&Active) -> bool) -> usize {
-        self.lock_active()
+    /// Aborts every execution of the server (shutdown).
+    pub fn abort_all(&self, message: &str) -> Aborted {
+        self.abort_with(|_| true, message)
+    }
+
+    /// Sets the abort flags; the final errors follow when the result drops.
+    fn abort_with(&self, matches: impl Fn(&Active) -> bool, message: &str) -> Aborted {
+        let states = self
+            .lock_active()
             .values()
             .filter(|active| matches(active))
             .filter(|active| !active.state.aborted.swap(true, Ordering::SeqCst))
-            .count()
+            .map(|active| Arc::clone(&active.state))
+            .collect();
+        Aborted {
+            states,
+            message: message.to_owned(),
+        }
     }
 
-    /// Executions admitted and not yet finished.
+    /// Executions admitted whose final status has not been sent yet.
     pub fn active_count(&self) -> usize {
-        self.lock_active().len()
+        self.lock_active()
+            .values()
+            .filter(|active| !active.state.finished.load(Ordering::SeqCst))
+            .count()
     }
 
     fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Active>> {
         self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Executions just aborted. Dropping this sends each its final `error` at
+/// once: a node that ignores the flag (or never returns) must not hold its
+/// caller up.
+#[must_use = "the final errors are sent when this is dropped"]
+pub struct Aborted {
+    states: Vec<Arc<ExecutionState>>,
+    message: String,
+}
+
+impl Aborted {
+    /// How many executions were aborted.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
+
+impl Drop for Aborted {
+    fn drop(&mut self) {
+        for state in &self.states {
+            state.finish(Status::error(Failure::Aborted, self.message.clone()));
+            state.abort_signal.notify_one();
+        }
     }
 }
 
@@ -322,6 +382,17 @@ struct ExecutionState {
     aborted: AtomicBool,
     finished: AtomicBool,
     sink: Arc<dyn StatusSink>,
+    /// Wakes the executor when the execution is aborted while its node runs.
+    abort_signal: Notify,
+    /// Whether the node is running on a worker, and whether it is counted as
+    /// stuck (its execution ended before the node returned).
+    worker: Mutex<WorkerState>,
+}
+
+#[derive(Default)]
+struct WorkerState {
+    running: bool,
+    stuck: bool,
 }
 
 impl ExecutionState {
@@ -336,11 +407,33 @@ impl ExecutionState {
         }
     }
 
-    /// Sends the final status, once.
+    /// Sends the final status, once. If the node is still running, its
+    /// worker counts as stuck until it returns.
     fn finish(&self, status: Status) {
         if !self.finished.swap(true, Ordering::SeqCst) {
             self.sink.send(status);
+            let mut worker = self.lock_worker();
+            if worker.running && !worker.stuck {
+                worker.stuck = true;
+                metrics::gauge!(metrics::STUCK).increment(1.0);
+            }
         }
+    }
+
+    fn worker_started(&self) {
+        self.lock_worker().running = true;
+    }
+
+    fn worker_returned(&self) {
+        let mut worker = self.lock_worker();
+        worker.running = false;
+        if std::mem::take(&mut worker.stuck) {
+            metrics::gauge!(metrics::STUCK).decrement(1.0);
+        }
+    }
+
+    fn lock_worker(&self) -> std::sync::MutexGuard<'_, WorkerState> {
+        self.worker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

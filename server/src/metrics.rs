@@ -10,6 +10,9 @@ pub const EXECUTIONS: &str = "nano_executions_total";
 pub const EXECUTION_SECONDS: &str = "nano_execution_duration_seconds";
 /// Nodes running on a worker right now.
 pub const IN_FLIGHT: &str = "nano_executions_in_flight";
+/// Nodes still running on a worker after their execution ended (timed out
+/// or aborted, and the node did not return): lost workers holding a slot.
+pub const STUCK: &str = "nano_executions_stuck";
 /// Time an execution waited for a free slot (`max_concurrent_executions`).
 pub const QUEUE_WAIT_SECONDS: &str = "nano_execution_queue_wait_seconds";
 /// Node uids served now.
@@ -51,6 +54,10 @@ fn describe() {
     describe_counter!(EXECUTIONS, "Executions by node uid and outcome");
     describe_histogram!(EXECUTION_SECONDS, "Execution duration in seconds, by node uid");
     describe_gauge!(IN_FLIGHT, "Nodes running on a worker now");
+    describe_gauge!(
+        STUCK,
+        "Nodes still running after their execution ended (aborted or timed out)"
+    );
     describe_histogram!(QUEUE_WAIT_SECONDS, "Seconds an execution waited for a free slot");
     describe_gauge!(NODES_LOADED, "Node uids served now");
     describe_gauge!(LIBRARIES_LOADED, "Libraries serving at least one node now");

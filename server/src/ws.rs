@@ -134,7 +134,7 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
     }
 
     // Nobody is left to receive the results.
-    let aborted = state.executor.abort_owner(connection);
+    let aborted = state.executor.abort_owner(connection).len();
     writer.abort();
     connections.decrement(1.0);
     tracing::info!(connection, aborted, "WebSocket client disconnected");
@@ -169,10 +169,11 @@ fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender
         }
         Ok(ClientMessage::StopWorkflowInstance { instance_id }) => {
             let aborted = state.executor.stop_instance(&instance_id);
-            tracing::info!(connection, instance = %instance_id, aborted, "stop_workflow_instance");
-            let _ = outbox.send(Message::Text(
-                protocol::ack_stop(&state.identity, &instance_id, aborted).into(),
-            ));
+            tracing::info!(connection, instance = %instance_id, aborted = aborted.len(), "stop_workflow_instance");
+            let ack = protocol::ack_stop(&state.identity, &instance_id, aborted.len());
+            let _ = outbox.send(Message::Text(ack.into()));
+            // The final errors of the aborted executions follow the ack.
+            drop(aborted);
         }
         Err(err) => {
             let preview: String = text.chars().take(120).collect();

@@ -1,6 +1,7 @@
 //! Nodes that exist only to test the server: one that panics, one that
 //! echoes what it received (its definition carries fields the protocol does
-//! not define; they must round-trip), and one that ignores abort.
+//! not define; they must round-trip), one that ignores abort and one that
+//! never returns.
 
 use nano_plugin_abi::{prelude::*, serde_json::json};
 
@@ -62,4 +63,20 @@ impl Node for Stubborn {
     }
 }
 
-nano_plugin_abi::export_nodes![Panics, Echo, Stubborn];
+/// Never returns, whatever happens.
+pub struct Hangs;
+
+impl Node for Hangs {
+    fn definition(&self) -> NodeDefinition {
+        NodeDefinition::new("test-hang", "Test Hang").category("Test")
+    }
+
+    fn execute(&self, ctx: &Context) -> NodeResult {
+        ctx.running("hanging");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+nano_plugin_abi::export_nodes![Panics, Echo, Stubborn, Hangs];

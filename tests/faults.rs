@@ -1,0 +1,93 @@
+//! Faulty plugins: panics, nodes that ignore abort or never return. The
+//! server stays up and responsive, every accepted execution gets exactly one
+//! final status, and lost workers are accounted for.
+
+mod support;
+
+use serde_json::json;
+use support::{Client, NodesDir, Server, eventually, final_status, request};
+
+fn with_test_nodes() -> NodesDir {
+    NodesDir::examples().with_plugin("test", "test_plugin")
+}
+
+#[tokio::test]
+async fn a_thousand_panics_in_a_row_while_other_executions_succeed() {
+    let mut server = Server::start(&with_test_nodes());
+    let mut panicker = Client::connect(&server).await;
+    let mut worker = Client::connect(&server).await;
+    for i in 0..1000 {
+        panicker
+            .send(&request("panics", json!(i), "test-panic", json!({}), json!({})))
+            .await;
+    }
+    // Meanwhile, on another connection, normal work.
+    for i in 0..50 {
+        let statuses = worker
+            .execute("simple-text", json!({"text": format!("t{i}")}), json!({}))
+            .await;
+        assert_eq!(final_status(&statuses)["outputs"]["text"], json!([format!("t{i}")]));
+    }
+    for i in 0..1000 {
+        let statuses = panicker.statuses_until_final("panics", &json!(i)).await;
+        assert_eq!(
+            final_status(&statuses)["message"],
+            "node panicked: deliberate test panic",
+            "#{i}"
+        );
+    }
+    assert!(server.is_running());
+    assert_eq!(
+        server
+            .metric(r#"nano_executions_total{node="test-panic",outcome="error"}"#)
+            .await,
+        1000.0
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_never_returns_loses_a_worker_not_the_server() {
+    let server = Server::start_with(&with_test_nodes(), "max_concurrent_executions = 2");
+    let mut client = Client::connect(&server).await;
+    client
+        .send(&request("hang", json!(1), "test-hang", json!({}), json!({})))
+        .await;
+    while client.next_status("hang", &json!(1)).await["message"] != "hanging" {}
+
+    // Stop: acknowledged at once, and the execution ends at once.
+    client
+        .send(&json!({"type": "stop_workflow_instance", "instanceId": "hang"}))
+        .await;
+    let ack = client.recv_where(|f| f["type"] == "ack_stop_workflow").await;
+    assert!(ack["payload"]["message"].as_str().unwrap().contains("Aborted 1"));
+    let last = client.next_status("hang", &json!(1)).await;
+    assert_eq!(last, json!({"type": "error", "message": "Execution aborted"}));
+
+    // Its worker is lost, holds its slot and is reported; the rest runs on.
+    eventually("the lost worker to be reported", || async {
+        server.metric("nano_executions_stuck").await == 1.0
+    })
+    .await;
+    assert_eq!(server.metric("nano_executions_in_flight").await, 1.0);
+    for _ in 0..5 {
+        let statuses = client.execute("simple-text", json!({"text": "alive"}), json!({})).await;
+        assert_eq!(final_status(&statuses)["type"], "complete");
+    }
+    assert_eq!(server.status_document().await["loadedNodes"], 7);
+}
+
+#[tokio::test]
+async fn a_timeout_ends_a_hanging_execution_and_counts_its_worker() {
+    let server = Server::start_with(&with_test_nodes(), "execution_timeout_ms = 200");
+    let mut client = Client::connect(&server).await;
+    let statuses = client.execute("test-hang", json!({}), json!({})).await;
+    assert_eq!(final_status(&statuses)["message"], "Execution timed out after 200 ms");
+    eventually("the lost worker to be reported", || async {
+        server.metric("nano_executions_stuck").await == 1.0
+    })
+    .await;
+    // A node that returns in time is not counted.
+    let statuses = client.execute("simple-text", json!({"text": "quick"}), json!({})).await;
+    assert_eq!(final_status(&statuses)["type"], "complete");
+    assert_eq!(server.metric("nano_executions_stuck").await, 1.0);
+}
