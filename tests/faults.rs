@@ -6,6 +6,7 @@ mod support;
 
 use serde_json::json;
 use support::{Client, NodesDir, Server, eventually, final_status, request};
+use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
 
 fn with_test_nodes() -> NodesDir {
     NodesDir::examples().with_plugin("test", "test_plugin")
@@ -90,4 +91,48 @@ async fn a_timeout_ends_a_hanging_execution_and_counts_its_worker() {
     let statuses = client.execute("simple-text", json!({"text": "quick"}), json!({})).await;
     assert_eq!(final_status(&statuses)["type"], "complete");
     assert_eq!(server.metric("nano_executions_stuck").await, 1.0);
+}
+
+#[tokio::test]
+async fn shutdown_aborts_what_outlives_the_grace_period_and_closes_websockets() {
+    let mut server = Server::start_with(&with_test_nodes(), "shutdown_grace_ms = 300");
+    let mut busy = Client::connect(&server).await;
+    let mut idle = Client::connect(&server).await;
+    busy.send(&request(
+        "late",
+        json!(1),
+        "test-stubborn",
+        json!({}),
+        json!({"ms": 10000}),
+    ))
+    .await;
+    while busy.next_status("late", &json!(1)).await["message"] != "working, not listening" {}
+
+    server.terminate();
+    // Accepted, so it ends with a final status, then the socket closes.
+    let last = busy.next_status("late", &json!(1)).await;
+    assert_eq!(
+        last,
+        json!({"type": "error", "message": "Execution aborted: the server is shutting down"})
+    );
+    for client in [&mut busy, &mut idle] {
+        loop {
+            match client.next_message().await {
+                Some(Message::Close(Some(frame))) => {
+                    assert_eq!(frame.code, CloseCode::Away);
+                    break;
+                }
+                Some(Message::Close(None)) | None => panic!("closed without a close frame"),
+                Some(_) => continue,
+            }
+        }
+    }
+    assert_eq!(server.wait_exit(), 0);
+    assert!(
+        server
+            .logs()
+            .contains("0 execution(s) finished during the drain, 1 aborted"),
+        "{}",
+        server.logs()
+    );
 }

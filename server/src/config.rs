@@ -58,6 +58,7 @@ struct FileConfig {
     max_queued_executions: Option<usize>,
     max_message_bytes: Option<usize>,
     max_connections: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 /// Overrides given on the command line.
@@ -103,6 +104,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// WebSocket connections open at once; more are refused with 503.
     pub max_connections: usize,
+    /// How long in-flight executions may run on after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -194,6 +197,7 @@ impl Config {
             max_queued_executions: parsed.max_queued_executions.unwrap_or(1024),
             max_message_bytes: parsed.max_message_bytes.unwrap_or(16 * 1024 * 1024),
             max_connections: parsed.max_connections.unwrap_or(1024),
+            shutdown_grace: Duration::from_millis(parsed.shutdown_grace_ms.unwrap_or(10_000)),
         })
     }
 

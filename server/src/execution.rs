@@ -326,6 +326,14 @@ impl Executor {
         }
     }
 
+    /// Executions that ended while their node is still running.
+    pub fn stuck_count(&self) -> usize {
+        self.lock_active()
+            .values()
+            .filter(|active| active.state.lock_worker().stuck)
+            .count()
+    }
+
     /// Executions admitted whose final status has not been sent yet.
     pub fn active_count(&self) -> usize {
         self.lock_active()

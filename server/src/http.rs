@@ -52,6 +52,8 @@ pub struct ServerState {
     pub limits: Arc<Limits>,
     connections: Arc<AtomicU64>,
     open_websockets: Arc<AtomicUsize>,
+    /// Flips to true when WebSockets should send their last frames and close.
+    closing: tokio::sync::watch::Sender<bool>,
     shutting_down: Arc<AtomicBool>,
     openapi: Arc<OnceLock<String>>,
 }
@@ -66,6 +68,7 @@ impl ServerState {
             limits: Arc::new(limits),
             connections: Arc::new(AtomicU64::new(0)),
             open_websockets: Arc::new(AtomicUsize::new(0)),
+            closing: tokio::sync::watch::channel(false).0,
             shutting_down: Arc::new(AtomicBool::new(false)),
             openapi: Arc::new(OnceLock::new()),
         }
@@ -79,6 +82,20 @@ impl ServerState {
     /// From now on: not ready, and no new executions.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Tells every WebSocket to flush and close (1001, going away).
+    pub fn close_websockets(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// WebSockets open now.
+    pub fn open_websockets(&self) -> usize {
+        self.open_websockets.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     pub fn is_shutting_down(&self) -> bool {

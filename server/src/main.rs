@@ -356,7 +356,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         stdout.flush()?;
     }
     axum::serve(listener, http::router(state.clone()))
-        .with_graceful_shutdown(drain_on_signal(state))
+        .with_graceful_shutdown(drain_on_signal(state, config.shutdown_grace))
         .await?;
     tracing::info!("stopped");
     Ok(())
@@ -387,23 +387,40 @@ fn load_all(reconciler: &mut Reconciler, registry: &NodeRegistry, config: &Confi
 /// Node sources are built with the profile the server was built with.
 const BUILD_RELEASE: bool = !cfg!(debug_assertions);
 
-/// How long in-flight executions may run on after a shutdown signal.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Resolves when the server should stop: after a signal, once in-flight
-/// executions finished (or the grace period ran out). Meanwhile `/readyz`
-/// answers 503 and new executions are refused.
-async fn drain_on_signal(state: ServerState) {
+/// Resolves when the server should stop. After a signal: `/readyz` answers
+/// 503 and new executions are refused; in-flight executions may finish for
+/// `shutdown_grace`; the rest are aborted with an error status; WebSockets
+/// get their last statuses and a close frame.
+async fn drain_on_signal(state: ServerState, grace: std::time::Duration) {
     shutdown_signal().await;
     state.begin_shutdown();
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    let in_flight = state.executor.active_count();
+    tracing::info!(
+        in_flight,
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: draining"
+    );
+    let deadline = Instant::now() + grace;
     while state.executor.active_count() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let left = state.executor.active_count();
-    tracing::info!(unfinished = left, "draining done; closing connections");
-    // Open WebSockets would keep the server up; they get a moment, then the
-    // process exits regardless.
+    let aborted = state
+        .executor
+        .abort_all("Execution aborted: the server is shutting down")
+        .len();
+    state.close_websockets();
+    let closing = Instant::now() + std::time::Duration::from_secs(2);
+    while state.open_websockets() > 0 && Instant::now() < closing {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tracing::info!(
+        finished = in_flight.saturating_sub(aborted),
+        aborted,
+        stuck_workers = state.executor.stuck_count(),
+        "shutdown: {} execution(s) finished during the drain, {aborted} aborted",
+        in_flight.saturating_sub(aborted)
+    );
+    // A backstop: connections that do not close must not keep the process up.
     std::thread::spawn(|| {
         std::thread::sleep(std::time::Duration::from_secs(3));
         tracing::info!("stopped (connections still open were dropped)");

@@ -49,11 +49,27 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
     let writer_state = state.clone();
     // Dropped when the writer ends, which tells the reader to stop too.
     let (writer_alive, mut writer_done) = tokio::sync::oneshot::channel::<()>();
+    let mut closing = state.closing();
     let writer = tokio::spawn(async move {
         let _alive = writer_alive;
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         loop {
             let frame = tokio::select! {
+                _ = async { closing.wait_for(|closing| *closing).await.map(drop) } => {
+                    // Shutdown: what is queued (final statuses) goes first.
+                    while let Ok(frame) = outgoing.try_recv() {
+                        if sender.send(frame).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sender
+                        .send(Message::Close(Some(CloseFrame {
+                            code: close_code::AWAY,
+                            reason: "server shutting down".into(),
+                        })))
+                        .await;
+                    break;
+                }
                 _ = keepalive.tick() => {
                     let silent = heard.lock().map(|t| t.elapsed()).unwrap_or_default();
                     if silent > PING_EVERY + PONG_WITHIN {
