@@ -30,9 +30,12 @@ impl NodeCrate {
         ))
     }
 
-    /// Whether `path` is one of the crate's sources (`src/**`, `Cargo.toml`).
+    /// Whether a change at `path` calls for a build: one of the crate's
+    /// sources (`src/**`, `Cargo.toml`), or the crate folder itself. A new
+    /// crate may be reported only by its folder: files written right after
+    /// the folder was created land before the watcher watches it.
     pub fn is_source(&self, path: &Path) -> bool {
-        path == self.dir.join("Cargo.toml") || path.starts_with(self.dir.join("src"))
+        path == self.dir || path == self.dir.join("Cargo.toml") || path.starts_with(self.dir.join("src"))
     }
 
     /// Whether the library is missing or older than a source file.
@@ -180,6 +183,13 @@ pub fn build_and_install(node: &NodeCrate, options: &BuildOptions) -> anyhow::Re
     // half-written library.
     let staging = node.dir.join(format!(".{}.installing", node.name));
     std::fs::copy(&library, &staging).with_context(|| format!("cannot copy {}", library.display()))?;
+    // Never group- or world-writable, whatever the umask: the server refuses
+    // such libraries.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))?;
+    }
     std::fs::rename(&staging, &installed).with_context(|| format!("cannot install {}", installed.display()))?;
     Ok(installed)
 }

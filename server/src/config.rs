@@ -59,6 +59,7 @@ struct FileConfig {
     max_message_bytes: Option<usize>,
     max_connections: Option<usize>,
     shutdown_grace_ms: Option<u64>,
+    allow_insecure_permissions: Option<bool>,
 }
 
 /// Overrides given on the command line.
@@ -106,6 +107,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How long in-flight executions may run on after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
+    /// Load libraries that are writable by group or others.
+    pub allow_insecure_permissions: bool,
 }
 
 impl Config {
@@ -198,6 +201,7 @@ impl Config {
             max_message_bytes: parsed.max_message_bytes.unwrap_or(16 * 1024 * 1024),
             max_connections: parsed.max_connections.unwrap_or(1024),
             shutdown_grace: Duration::from_millis(parsed.shutdown_grace_ms.unwrap_or(10_000)),
+            allow_insecure_permissions: parsed.allow_insecure_permissions.unwrap_or(false),
         })
     }
 

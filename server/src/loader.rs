@@ -82,6 +82,8 @@ pub enum LoadError {
     Init(String),
     #[error("invalid node definitions: {0}")]
     Definitions(String),
+    #[error("insecure permissions: {0}")]
+    Insecure(String),
 }
 
 /// Loads libraries from private copies in a folder owned by the server,
@@ -266,17 +268,40 @@ pub fn is_plugin_file(path: &Path) -> bool {
 }
 
 /// Every plugin file under `root`, recursively, sorted (so duplicate uids
-/// always resolve the same way). Build output folders are skipped.
+/// always resolve the same way). Build output and hidden folders are
+/// skipped; a symbolic link is followed only if it resolves inside `root`.
 pub fn scan(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let canonical_root = fs::canonicalize(root)?;
+    let mut visited = std::collections::HashSet::from([canonical_root.clone()]);
     let mut found = Vec::new();
     let mut dirs = vec![root.to_owned()];
     while let Some(dir) = dirs.pop() {
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
+            let name = entry.file_name();
+            if name == "target" || name.to_string_lossy().starts_with('.') {
+                continue;
+            }
             let path = entry.path();
-            let kind = entry.file_type()?;
+            let mut kind = entry.file_type()?;
+            if kind.is_symlink() {
+                match fs::canonicalize(&path) {
+                    Ok(target) if target.starts_with(&canonical_root) => kind = fs::metadata(&path)?.file_type(),
+                    Ok(target) => {
+                        tracing::warn!(
+                            link = %path.display(),
+                            target = %target.display(),
+                            "not following {}: it points outside nodes_path",
+                            path.display()
+                        );
+                        continue;
+                    }
+                    Err(_) => continue, // dangling
+                }
+            }
             if kind.is_dir() {
-                if entry.file_name() != "target" && !entry.file_name().to_string_lossy().starts_with('.') {
+                // Links may make a folder reachable twice, or in a loop.
+                if visited.insert(fs::canonicalize(&path)?) {
                     dirs.push(path);
                 }
             } else if is_plugin_file(&path) {
@@ -286,6 +311,37 @@ pub fn scan(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     found.sort();
     Ok(found)
+}
+
+/// Like sshd's StrictModes: a library, and every folder from it up to
+/// `root`, must not be writable by group or others, or anyone in them could
+/// make the server run their code.
+pub fn check_permissions(path: &Path, root: &Path) -> Result<(), LoadError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut current = Some(path);
+        while let Some(p) = current {
+            let mode = fs::metadata(p).map_err(LoadError::Copy)?.permissions().mode();
+            if mode & 0o022 != 0 {
+                let who = if mode & 0o020 != 0 { "its group" } else { "others" };
+                return Err(LoadError::Insecure(format!(
+                    "{} is writable by {who} (mode {:o}); run `chmod go-w {}`, or set allow_insecure_permissions = true",
+                    p.display(),
+                    mode & 0o777,
+                    p.display()
+                )));
+            }
+            current = if p == root {
+                None
+            } else {
+                p.parent().filter(|parent| parent.starts_with(root))
+            };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, root);
+    Ok(())
 }
 
 #[cfg(test)]

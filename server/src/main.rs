@@ -283,7 +283,8 @@ fn list_nodes(config_path: &std::path::Path) -> ExitCode {
         }
     };
     let registry = NodeRegistry::new();
-    let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone());
+    let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone())
+        .allow_insecure_permissions(config.allow_insecure_permissions);
     let report = match reconciler.reconcile(&HashSet::new()) {
         Ok(report) => report,
         Err(err) => {
@@ -311,7 +312,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     nano_server::metrics::install();
     let loader = Loader::new().context("cannot create the folder for private library copies")?;
     let registry = NodeRegistry::new();
-    let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone());
+    let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone())
+        .allow_insecure_permissions(config.allow_insecure_permissions);
     let builder = if config.build_sources {
         let builder = build::SourceBuilder::start(config.nodes_path.clone(), BUILD_RELEASE)
             .context("cannot start the source builder")?;
@@ -323,7 +325,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     load_all(&mut reconciler, &registry, &config)?;
     // Dropping the watcher (or the reconciler, when not watching) at the end
     // of `serve` removes the private copies.
-    let _watcher = if config.auto_watch {
+    let insecure_root = nano_server::loader::check_permissions(&config.nodes_path, &config.nodes_path).err();
+    let _watcher = if config.auto_watch && insecure_root.is_some() && !config.allow_insecure_permissions {
+        tracing::error!(
+            "not watching {}: {}",
+            config.nodes_path.display(),
+            insecure_root.map(|e| e.to_string()).unwrap_or_default()
+        );
+        drop(reconciler);
+        None
+    } else if config.auto_watch {
         Some(watcher::watch(reconciler, config.watch_debounce, builder).context("cannot watch nodes_path")?)
     } else {
         drop(reconciler);

@@ -52,6 +52,7 @@ pub struct Reconciler {
     loader: Loader,
     registry: NodeRegistry,
     root: PathBuf,
+    allow_insecure: bool,
     seen: HashMap<PathBuf, Seen>,
 }
 
@@ -61,8 +62,15 @@ impl Reconciler {
             loader,
             registry,
             root,
+            allow_insecure: false,
             seen: HashMap::new(),
         }
+    }
+
+    /// Loads libraries (and folders) writable by group or others too.
+    pub fn allow_insecure_permissions(mut self, allow: bool) -> Self {
+        self.allow_insecure = allow;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -157,7 +165,11 @@ impl Reconciler {
             self.seen.insert(path.to_owned(), record);
             return None;
         }
-        let result = self.loader.load_bytes(path, &bytes);
+        let result = if self.allow_insecure {
+            self.loader.load_bytes(path, &bytes)
+        } else {
+            loader::check_permissions(path, &self.root).and_then(|()| self.loader.load_bytes(path, &bytes))
+        };
         let library = match result {
             Ok(library) => {
                 record.served = Some(hash);
