@@ -309,7 +309,16 @@ fn list_nodes(config_path: &std::path::Path) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Before anything is measured (the initial load sets gauges).
-    nano_server::metrics::install();
+    let metrics = nano_server::metrics::install();
+    // Histogram samples are only folded into buckets on upkeep (or a
+    // scrape): without it, a server nobody scrapes would hoard them.
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            metrics.run_upkeep();
+        }
+    });
     let loader = Loader::new().context("cannot create the folder for private library copies")?;
     let registry = NodeRegistry::new();
     let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone())
