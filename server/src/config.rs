@@ -367,3 +367,41 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the file holds, loading never panics, and an error is one
+        /// line naming the file.
+        #[test]
+        fn any_config_text_gives_a_config_or_a_one_line_error(text in "(?s).{0,200}") {
+            match Config::from_toml(&text, Path::new("/etc/nano/config.toml"), |_| None, &Overrides::default()) {
+                Ok(config) => prop_assert!(config.nodes_path.is_absolute()),
+                Err(err) => {
+                    let message = err.to_string();
+                    prop_assert!(!message.contains('\n'), "{}", message);
+                    prop_assert!(message.contains("/etc/nano/config.toml"), "{}", message);
+                }
+            }
+        }
+
+        /// Known keys with values of the wrong type are named in the error.
+        #[test]
+        fn a_wrongly_typed_known_key_is_named(
+            key in prop_oneof![Just("port"), Just("auto_watch"), Just("watch_debounce_time"), Just("max_concurrent_executions"), Just("host")],
+            value in prop_oneof![Just("\"text\""), Just("[1, 2]"), Just("{ a = 1 }"), Just("1.5"), Just("true")],
+        ) {
+            let text = format!("server_uid = \"s\"\n{key} = {value}\n");
+            if let Err(err) = Config::from_toml(&text, Path::new("c.toml"), |_| None, &Overrides::default()) {
+                let message = err.to_string();
+                prop_assert!(message.contains(&format!("`{key}`")), "{}", message);
+            }
+        }
+    }
+}

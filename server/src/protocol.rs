@@ -341,3 +341,80 @@ mod tests {
         assert_eq!(v["payload"]["status"]["type"], "running");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// Any JSON value, nested a few levels.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::hash_map("[a-zA-Z]{1,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Arbitrary text never panics the decoder: it is a message or a reason.
+        #[test]
+        fn decoding_arbitrary_text_never_panics(text in ".{0,200}") {
+            let _ = decode(&text);
+        }
+
+        /// Arbitrary JSON shaped like a frame never panics, and whatever is
+        /// accepted carries what it was given.
+        #[test]
+        fn decoding_frame_shaped_json_never_panics(
+            kind in prop_oneof![Just("request_execution"), Just("stop_workflow_instance"), Just("other")],
+            instance in proptest::option::of(json_value()),
+            payload in proptest::option::of(json_value()),
+        ) {
+            let mut frame = json!({"type": kind});
+            if let Some(instance) = instance { frame["instanceId"] = instance; }
+            if let Some(payload) = payload { frame["payload"] = payload; }
+            if let Ok(ClientMessage::RequestExecution { request, .. }) = decode(&frame.to_string()) {
+                prop_assert_eq!(Some(request.instance_id.as_str()), frame["instanceId"].as_str());
+                prop_assert!(serde_json::from_str::<serde_json::Map<String, Value>>(&request.inputs).is_ok());
+                prop_assert!(serde_json::from_str::<Vec<Value>>(&request.parameters).is_ok());
+            }
+        }
+
+        /// A well-formed request always decodes to the same execution.
+        #[test]
+        fn well_formed_requests_round_trip(
+            instance in "[a-z0-9-]{1,20}",
+            node_id in any::<u32>(),
+            uid in "[a-z-]{1,20}",
+            inputs in prop::collection::hash_map("[a-z]{1,6}", json_value(), 0..4),
+        ) {
+            let inputs = Value::Object(inputs.into_iter().collect());
+            let frame = json!({"type": "request_execution", "instanceId": instance,
+                "payload": {"nodeId": node_id, "nodeUid": uid, "inputs": inputs,
+                            "graphNode": {"id": node_id, "parameters": [{"name": "p", "value": 1}]}}});
+            match decode(&frame.to_string()) {
+                Ok(ClientMessage::RequestExecution { node_id: id, request }) => {
+                    prop_assert_eq!(id.get(), node_id.to_string());
+                    prop_assert_eq!(&request.instance_id, &instance);
+                    prop_assert_eq!(&request.node_uid, &uid);
+                    prop_assert_eq!(serde_json::from_str::<Value>(&request.inputs).unwrap(), inputs);
+                }
+                other => prop_assert!(false, "not decoded: {:?}", other),
+            }
+        }
+    }
+}
