@@ -88,7 +88,10 @@ fn inspect_shows_nodes_or_why_a_library_is_refused() {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (code, stdout, _) = nano(&["inspect", plugin("test_plugin").to_str().unwrap()], here);
     assert_eq!(code, 0, "{stdout}");
-    assert!(stdout.contains("nano-plugin-abi 0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("nano-plugin-abi {}", nano_plugin_abi::ABI_VERSION)),
+        "{stdout}"
+    );
     for uid in ["test-panic", "test-echo", "test-stubborn", "test-hang"] {
         assert!(stdout.contains(uid), "{uid} in {stdout}");
     }
@@ -106,7 +109,10 @@ fn inspect_shows_nodes_or_why_a_library_is_refused() {
     let (code, stdout, _) = nano(&["inspect", foreign_abi_plugin().to_str().unwrap()], here);
     assert_eq!(code, 1);
     assert!(
-        stdout.contains("built against nano-plugin-abi 0.2.0, this server has 0.1.0"),
+        stdout.contains(&format!(
+            "built against nano-plugin-abi 0.2.0, this server has {}",
+            nano_plugin_abi::ABI_VERSION
+        )),
         "{stdout}"
     );
 }

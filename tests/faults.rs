@@ -5,7 +5,9 @@
 mod support;
 
 use serde_json::json;
-use support::{Client, NodesDir, Server, eventually, final_status, request};
+use support::{
+    Client, NodesDir, Server, abi_0_1_0_plugin, definition_version, eventually, final_status, lib_name, plugin, request,
+};
 use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
 
 fn with_test_nodes() -> NodesDir {
@@ -135,4 +137,35 @@ async fn shutdown_aborts_what_outlives_the_grace_period_and_closes_websockets() 
         "{}",
         server.logs()
     );
+}
+
+#[tokio::test]
+async fn shutdown_runs_the_hook_of_every_loaded_version_and_survives_a_panicking_one() {
+    let swap = format!("test/swap/{}", lib_name("swap"));
+    let nodes = with_test_nodes()
+        .with_file(&swap, &std::fs::read(plugin("swap_v1")).unwrap())
+        .with_file(
+            &format!("test/old/{}", lib_name("old")),
+            &std::fs::read(abi_0_1_0_plugin()).unwrap(),
+        );
+    let mut server = Server::start_with(&nodes, "watch_debounce_time = 50");
+    let mut client = Client::connect(&server).await;
+    // Replace 1.0.0 by 2.0.0: both versions stay mapped, both hooks are owed.
+    std::fs::write(nodes.path().join(&swap), std::fs::read(plugin("swap_v2")).unwrap()).unwrap();
+    while definition_version(&client.next_update().await, "swap-node").as_deref() != Some("2.0.0") {}
+
+    server.terminate();
+    assert_eq!(server.wait_exit(), 0);
+    let logs = server.logs();
+    for line in [
+        "swap-node 1.0.0: shutdown hook ran",
+        "swap-node 2.0.0: shutdown hook ran",
+        // In the same library as the panicking hook, and called after it.
+        "test-echo: shutdown hook ran",
+        "test-panic: node panicked: deliberate panic in a shutdown hook",
+        // 3 examples + 2 swap versions ran; test_plugin failed; 0.1.0 has none.
+        "hooks_ran=5 hooks_failed=1 hooks_unfinished=0 without_hook=1",
+    ] {
+        assert!(logs.contains(line), "{line:?} in {logs}");
+    }
 }

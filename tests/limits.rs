@@ -143,3 +143,57 @@ async fn websocket_connections_beyond_the_limit_are_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deep_nesting_and_large_inputs_neither_crash_nor_stall_the_server() {
+    let server = Server::start(&NodesDir::examples());
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+
+    // HTTP: the caller's mistake, so 400 saying why, not a crash or a 500.
+    let response = reqwest::Client::new()
+        .post(server.http("/nodes/simple-text/execute"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"inputs": {{"text": {deep}}}}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("recursion limit exceeded"),
+        "{body}"
+    );
+
+    // WebSocket: the envelope is read first, so each request drowned in
+    // nesting is answered with an error saying why; the connection carries on.
+    let mut client = Client::connect(&server).await;
+    for n in 0..20 {
+        client
+            .send_text(&format!(
+                r#"{{"type": "request_execution", "instanceId": "deep-{n}", "payload": {{"nodeId": 1, "nodeUid": "simple-text", "inputs": {{"text": {deep}}}}}}}"#
+            ))
+            .await;
+    }
+    for n in 0..20 {
+        let statuses = client.statuses_until_final(&format!("deep-{n}"), &json!(1)).await;
+        let last = final_status(&statuses);
+        assert_eq!(last["type"], "error");
+        assert!(
+            last["message"].as_str().unwrap().contains("recursion limit exceeded"),
+            "{last}"
+        );
+    }
+    // A large but legal input (8 MiB, under the 16 MiB message limit) is
+    // processed in full.
+    let big: String = "abc".repeat(3 << 20).chars().take(8 << 20).collect();
+    let statuses = client
+        .execute("simple-text", json!({"text": big}), json!({"uppercase": true}))
+        .await;
+    let text = final_status(&statuses)["outputs"]["text"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(text.len(), 8 << 20);
+    assert!(text.starts_with("ABCABC"), "{}", &text[..40]);
+    assert!(text.bytes().all(|b| b.is_ascii_uppercase()));
+}

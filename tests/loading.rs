@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::{Client, NodesDir, Server, final_status, foreign_abi_plugin, lib_name, plugin};
+use support::{Client, NodesDir, Server, abi_0_1_0_plugin, final_status, foreign_abi_plugin, lib_name, plugin};
 
 fn uids(doc: &serde_json::Value) -> Vec<String> {
     let mut uids: Vec<String> = doc["nodeUIDs"]
@@ -47,7 +47,10 @@ async fn bad_libraries_are_refused_with_a_reason_and_the_rest_serve() {
     assert!(refused("broken/text").contains("not a loadable library"));
     let foreign = refused("broken/foreign");
     assert!(
-        foreign.contains("built against nano-plugin-abi 0.2.0, this server has 0.1.0"),
+        foreign.contains(&format!(
+            "built against nano-plugin-abi 0.2.0, this server has {}",
+            nano_plugin_abi::ABI_VERSION
+        )),
         "{foreign}"
     );
     assert!(foreign.contains("layout check failed"), "{foreign}");
@@ -136,4 +139,28 @@ async fn the_template_plugin_is_a_working_node() {
     let outputs = &final_status(&statuses)["outputs"];
     assert_eq!(outputs["words"], json!(["bb", "ccc"]));
     assert_eq!(outputs["count"], json!([2]));
+}
+
+#[tokio::test]
+async fn a_plugin_built_against_the_first_abi_still_loads_and_runs() {
+    // nano-plugin-abi 0.1.1 appended `shutdown` to the root module; a
+    // library built against 0.1.0 lacks it and must keep working.
+    let nodes = NodesDir::examples().with_file(
+        &format!("test/old/{}", lib_name("old")),
+        &std::fs::read(abi_0_1_0_plugin()).unwrap(),
+    );
+    let server = Server::start(&nodes);
+    assert_eq!(
+        uids(&server.status_document().await),
+        ["abi-0-1-0-node", "complex-math", "progress-steps", "simple-text"]
+    );
+    let mut client = Client::connect(&server).await;
+    let statuses = client.execute("abi-0-1-0-node", json!({}), json!({})).await;
+    assert!(
+        statuses.contains(&json!({"type": "running", "message": "old ABI, new server"})),
+        "host callbacks reach the old plugin: {statuses:?}"
+    );
+    let last = final_status(&statuses);
+    assert_eq!(last["outputs"]["abi"], json!(["0.1.0"]), "{last}");
+    assert_eq!(last["outputs"]["aborted"], json!([false]), "{last}");
 }

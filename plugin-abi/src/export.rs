@@ -56,12 +56,13 @@ pub fn root_module<N: NodeSet>() -> PluginModuleRef {
     PluginModule {
         definitions: definitions::<N>,
         execute: execute::<N>,
+        shutdown: shutdown::<N>,
     }
     .leak_into_prefix()
 }
 
 extern "C" fn definitions<N: NodeSet>() -> RResult<RString, RString> {
-    guarded(|| N::registered().definitions_json.clone().map_err(NodeError::from))
+    guarded(|| N::registered().definitions_json.clone().map_err(NodeError::from)).map(RString::from)
 }
 
 extern "C" fn execute<N: NodeSet>(call: ExecuteCall<'_>, host: HostRef<'_>) -> RResult<RString, RString> {
@@ -81,13 +82,32 @@ extern "C" fn execute<N: NodeSet>(call: ExecuteCall<'_>, host: HostRef<'_>) -> R
         )?;
         node.execute(&ctx)?.to_json()
     })
+    .map(RString::from)
+}
+
+/// Calls every node's [`Node::shutdown`], each guarded on its own, so one
+/// failing or panicking hook does not skip the others.
+extern "C" fn shutdown<N: NodeSet>() -> RResult<(), RString> {
+    let failures: Vec<String> = N::registered()
+        .nodes
+        .iter()
+        .filter_map(|(node, definition)| match guarded(|| node.shutdown()) {
+            RResult::ROk(()) => None,
+            RResult::RErr(message) => Some(format!("{}: {message}", definition.uid)),
+        })
+        .collect();
+    if failures.is_empty() {
+        RResult::ROk(())
+    } else {
+        RResult::RErr(failures.join("; ").into())
+    }
 }
 
 /// Runs `f`, turning its error or its panic into an error message: a panic
 /// must never unwind across `extern "C"`.
-fn guarded(f: impl FnOnce() -> Result<String, NodeError>) -> RResult<RString, RString> {
+fn guarded<T>(f: impl FnOnce() -> Result<T, NodeError>) -> RResult<T, RString> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(json)) => RResult::ROk(json.into()),
+        Ok(Ok(value)) => RResult::ROk(value),
         Ok(Err(err)) => RResult::RErr(err.message().into()),
         Err(payload) => RResult::RErr(format!("node panicked: {}", panic_message(&*payload)).into()),
     }

@@ -49,9 +49,9 @@ pub type HostRef<'a> = HostCallbacks_TO<'a, RRef<'a, ()>>;
 
 /// The root module every plugin library exports.
 ///
-/// A prefix type: later versions of this crate may append fields after the
-/// last prefix field, and the host reads them as `Option`s, so plugins built
-/// against this version keep loading.
+/// A prefix type: versions of this crate append fields after the last prefix
+/// field (0.1.1 appended `shutdown`), and the host reads those as `Option`s,
+/// so plugins built against an older 0.1.x keep loading.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
@@ -64,6 +64,12 @@ pub struct PluginModule {
     /// message (also when it panicked).
     #[sabi(last_prefix_field)]
     pub execute: extern "C" fn(call: ExecuteCall<'_>, host: HostRef<'_>) -> RResult<RString, RString>,
+
+    /// Since 0.1.1: called once when the server shuts down, after every
+    /// execution ended or was aborted. The error lists the nodes whose hook
+    /// failed or panicked. Libraries built against 0.1.0 lack it; the host
+    /// reads it as `None` and skips them.
+    pub shutdown: extern "C" fn() -> RResult<(), RString>,
 }
 
 impl RootModule for PluginModuleRef {

@@ -85,6 +85,16 @@ pub trait Node: Send + Sync + 'static {
 
     /// Runs the node once. Called on a worker thread; may block.
     fn execute(&self, ctx: &Context) -> NodeResult;
+
+    /// Releases what the node holds (connections, files, threads) when the
+    /// server shuts down. Called once per loaded version of the library,
+    /// after in-flight executions ended or were aborted (a node that never
+    /// returned may still be running). Keep it short: the server waits for
+    /// the hooks of all libraries for 2 s in total. An error or a panic is
+    /// logged; the other hooks still run. The default does nothing.
+    fn shutdown(&self) -> Result<(), NodeError> {
+        Ok(())
+    }
 }
 
 /// Everything a node implementation needs, for `use nano_plugin_abi::prelude::*`.

@@ -13,7 +13,12 @@ use std::{
     ffi::OsStr,
     fmt, fs,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
 };
 
 use abi_stable::{
@@ -160,12 +165,93 @@ fn load_from(copy: &Path, original: &Path) -> Result<Library, LoadError> {
         RResult::ROk(json) => json.into_string(),
         RResult::RErr(message) => return Err(LoadError::Init(message.into_string())),
     };
-    Ok(Library {
+    let library = Library {
         path: original.to_owned(),
         abi_version: header.version_strings().version.as_str().to_owned(),
         nodes: parse_definitions(&definitions)?,
         module,
-    })
+    };
+    LOADED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((library.path.clone(), library.abi_version.clone(), module));
+    Ok(library)
+}
+
+/// Every library version loaded in this process, in load order: they stay
+/// mapped for its whole life (see the module docs), so their shutdown hooks
+/// are owed even after a swap replaced them. Process-wide, like the mappings.
+static LOADED: Mutex<Vec<(PathBuf, String, PluginModuleRef)>> = Mutex::new(Vec::new());
+
+/// What [`run_shutdown_hooks`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HooksReport {
+    /// Hooks that returned `Ok`.
+    pub ran: usize,
+    /// Hooks that returned an error or panicked (logged).
+    pub failed: usize,
+    /// Libraries built against a nano-plugin-abi without the hook.
+    pub without_hook: usize,
+    /// Hooks still running when the budget ran out (logged, left behind).
+    pub unfinished: usize,
+}
+
+/// Calls the shutdown hook of every library version loaded in this process,
+/// one after the other on a thread of their own, waiting at most `budget`
+/// in total. A hook that overstays is left running: the process exits soon.
+pub fn run_shutdown_hooks(budget: Duration) -> HooksReport {
+    let loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let total = loaded.len();
+    let mut report = HooksReport::default();
+    let (sender, results) = mpsc::channel();
+    let hooks = std::thread::Builder::new()
+        .name("shutdown-hooks".to_owned())
+        .spawn(move || {
+            for (path, abi_version, module) in loaded {
+                // `None` when the library predates the hook (nano-plugin-abi 0.1.0).
+                let outcome = module
+                    .shutdown()
+                    .map(|hook| hook().into_result().map_err(|e| e.into_string()));
+                if sender.send((path, abi_version, outcome)).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(err) = hooks {
+        tracing::warn!(%err, "cannot start a thread for the plugins' shutdown hooks; skipped");
+        report.unfinished = total;
+        return report;
+    }
+    let deadline = Instant::now() + budget;
+    for _ in 0..total {
+        let Ok((path, abi_version, outcome)) = results.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        else {
+            break;
+        };
+        match outcome {
+            Some(Ok(())) => report.ran += 1,
+            Some(Err(message)) => {
+                report.failed += 1;
+                tracing::warn!(path = %path.display(), "shutdown hook failed: {message}");
+            }
+            None => {
+                report.without_hook += 1;
+                tracing::debug!(
+                    path = %path.display(),
+                    "no shutdown hook: built against nano-plugin-abi {abi_version}"
+                );
+            }
+        }
+    }
+    report.unfinished = total - report.ran - report.failed - report.without_hook;
+    if report.unfinished > 0 {
+        tracing::warn!(
+            unfinished = report.unfinished,
+            budget_ms = budget.as_millis() as u64,
+            "plugin shutdown hooks still running after the budget; not waiting for them"
+        );
+    }
+    report
 }
 
 fn init_module(header: &'static LibHeader) -> Result<PluginModuleRef, LoadError> {
@@ -176,14 +262,64 @@ fn init_module(header: &'static LibHeader) -> Result<PluginModuleRef, LoadError>
             "an abi_stable library for `{base_name}`, not for nano-server"
         )));
     }
-    header.init_root_module::<PluginModuleRef>().map_err(|err| match err {
-        LibraryError::RootModule { .. } => LoadError::Init(one_line(&err)),
-        _ => LoadError::IncompatibleAbi {
-            library: header.version_strings().version.as_str().to_owned(),
-            host: nano_plugin_abi::ABI_VERSION,
-            reason: layout_mismatch(&err),
-        },
+    let err = match header.init_root_module::<PluginModuleRef>() {
+        Ok(module) => return Ok(module),
+        Err(err) => err,
+    };
+    if let LibraryError::RootModule { .. } = err {
+        return Err(LoadError::Init(one_line(&err)));
+    }
+    if let Some(module) = init_older_module(header) {
+        return module;
+    }
+    Err(LoadError::IncompatibleAbi {
+        library: header.version_strings().version.as_str().to_owned(),
+        host: nano_plugin_abi::ABI_VERSION,
+        reason: layout_mismatch(&err),
     })
+}
+
+/// abi_stable only accepts a library built against the host's interface
+/// version or a newer one: its checker refuses a root module with fewer
+/// fields than the host's. Ours is a prefix type designed the other way
+/// round too: fields appended in a later 0.x.y (such as `shutdown`) read as
+/// `None` from a library that lacks them, because the accessors consult the
+/// field count the library recorded in its own module. So a library from an
+/// older patch release of the same series is checked in the reverse
+/// direction (its layout must be a prefix of ours) and then loaded.
+/// `None` when the library is not such an older release.
+fn init_older_module(header: &'static LibHeader) -> Option<Result<PluginModuleRef, LoadError>> {
+    use abi_stable::{StableAbi, abi_stability::abi_checking::check_layout_compatibility, sabi_types::VersionNumber};
+    let library = VersionNumber::new(header.version_strings()).ok()?;
+    let host = VersionNumber::new(PluginModuleRef::VERSION_STRINGS).ok()?;
+    let older_in_series = if host.major == 0 {
+        library.major == 0 && library.minor == host.minor && library.patch < host.patch
+    } else {
+        library.major == host.major && library.minor < host.minor
+    };
+    if !older_in_series {
+        return None;
+    }
+    let layout = header.layout()?;
+    let refused = |reason: String| LoadError::IncompatibleAbi {
+        library: library.to_string(),
+        host: nano_plugin_abi::ABI_VERSION,
+        reason,
+    };
+    if let Err(err) = check_layout_compatibility(layout, <PluginModuleRef as StableAbi>::LAYOUT) {
+        return Some(Err(refused(layout_mismatch(&LibraryError::AbiInstability(
+            abi_stable::std_types::RBoxError::new(err),
+        )))));
+    }
+    // SAFETY: the check above proved every field and type the library has
+    // matches ours; the fields it lacks are only reached through accessors
+    // that return `None` for them.
+    Some(
+        unsafe { header.init_root_module_with_unchecked_layout::<PluginModuleRef>() }.map_err(|err| match err {
+            LibraryError::RootModule { .. } => LoadError::Init(one_line(&err)),
+            _ => refused(one_line(&err)),
+        }),
+    )
 }
 
 fn parse_definitions(json: &str) -> Result<Vec<NodeInfo>, LoadError> {

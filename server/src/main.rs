@@ -15,7 +15,7 @@ use nano_server::{
     config::{Config, Overrides},
     execution::Executor,
     http::{self, ServerState},
-    loader::Loader,
+    loader::{self, Loader},
     reconcile::Reconciler,
     registry::NodeRegistry,
     watcher,
@@ -407,10 +407,14 @@ fn load_all(reconciler: &mut Reconciler, registry: &NodeRegistry, config: &Confi
 /// Node sources are built with the profile the server was built with.
 const BUILD_RELEASE: bool = !cfg!(debug_assertions);
 
+/// How long the plugins' shutdown hooks may take, all together.
+const SHUTDOWN_HOOKS_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Resolves when the server should stop. After a signal: `/readyz` answers
 /// 503 and new executions are refused; in-flight executions may finish for
 /// `shutdown_grace`; the rest are aborted with an error status; WebSockets
-/// get their last statuses and a close frame.
+/// get their last statuses and a close frame; then every loaded library's
+/// shutdown hook runs.
 async fn drain_on_signal(state: ServerState, grace: std::time::Duration) {
     shutdown_signal().await;
     state.begin_shutdown();
@@ -433,10 +437,17 @@ async fn drain_on_signal(state: ServerState, grace: std::time::Duration) {
     while state.open_websockets() > 0 && Instant::now() < closing {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let hooks = tokio::task::spawn_blocking(|| loader::run_shutdown_hooks(SHUTDOWN_HOOKS_BUDGET))
+        .await
+        .unwrap_or_default();
     tracing::info!(
         finished = in_flight.saturating_sub(aborted),
         aborted,
         stuck_workers = state.executor.stuck_count(),
+        hooks_ran = hooks.ran,
+        hooks_failed = hooks.failed,
+        hooks_unfinished = hooks.unfinished,
+        without_hook = hooks.without_hook,
         "shutdown: {} execution(s) finished during the drain, {aborted} aborted",
         in_flight.saturating_sub(aborted)
     );

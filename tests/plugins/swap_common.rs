@@ -17,6 +17,12 @@ impl Node for Versioned {
         std::thread::sleep(std::time::Duration::from_millis(ms));
         Ok(Outputs::new().with("version", VERSION))
     }
+
+    /// Every loaded version has its own statics, so each one's hook runs.
+    fn shutdown(&self) -> Result<(), NodeError> {
+        eprintln!("swap-node {VERSION}: shutdown hook ran");
+        Ok(())
+    }
 }
 
 /// Exported by one version only.

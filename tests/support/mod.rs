@@ -75,6 +75,17 @@ fn built_plugins() -> &'static PathBuf {
             .arg(dir.parent().unwrap().join("foreign-abi"))
             .current_dir(workspace_root());
         run(&mut foreign, "building the foreign-ABI test plugin");
+
+        let mut old = Command::new(env!("CARGO"));
+        old.args([
+            "build",
+            "--manifest-path",
+            "tests/plugins/abi_0_1_0_plugin/Cargo.toml",
+            "--target-dir",
+        ])
+        .arg(dir.parent().unwrap().join("old-abi"))
+        .current_dir(workspace_root());
+        run(&mut old, "building the plugin frozen at nano-plugin-abi 0.1.0");
         dir
     })
 }
@@ -98,6 +109,16 @@ pub fn plugin(crate_name: &str) -> PathBuf {
 /// The library built against nano-plugin-abi 0.2.0 with another layout.
 pub fn foreign_abi_plugin() -> PathBuf {
     let dir = built_plugins().parent().unwrap().join("foreign-abi").join("debug");
+    dir.join(format!(
+        "{}nano_plugin_abi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+/// The library built against nano-plugin-abi 0.1.0, before `shutdown`.
+pub fn abi_0_1_0_plugin() -> PathBuf {
+    let dir = built_plugins().parent().unwrap().join("old-abi").join("debug");
     dir.join(format!(
         "{}nano_plugin_abi{}",
         std::env::consts::DLL_PREFIX,

@@ -1,7 +1,7 @@
-//! Nodes that exist only to test the server: one that panics, one that
-//! echoes what it received (its definition carries fields the protocol does
-//! not define; they must round-trip), one that ignores abort and one that
-//! never returns.
+//! Nodes that exist only to test the server: one that panics (also in its
+//! shutdown hook), one that echoes what it received (its definition carries
+//! fields the protocol does not define; they must round-trip), one that
+//! ignores abort and one that never returns.
 
 use nano_plugin_abi::{prelude::*, serde_json::json};
 
@@ -14,6 +14,10 @@ impl Node for Panics {
 
     fn execute(&self, _ctx: &Context) -> NodeResult {
         panic!("deliberate test panic");
+    }
+
+    fn shutdown(&self) -> Result<(), NodeError> {
+        panic!("deliberate panic in a shutdown hook");
     }
 }
 
@@ -41,6 +45,12 @@ impl Node for Echo {
             .with("label", ctx.param::<String>("label")?)
             .with("instance", ctx.instance_id())
             .with("graphNodeId", &ctx.graph_node()["id"]))
+    }
+
+    /// Runs after `test-panic`'s hook panicked: one bad hook skips no other.
+    fn shutdown(&self) -> Result<(), NodeError> {
+        eprintln!("test-echo: shutdown hook ran");
+        Ok(())
     }
 }
 
