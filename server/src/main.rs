@@ -375,6 +375,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         writeln!(stdout, "[NANOSERVER_READY]")?;
         stdout.flush()?;
     }
+    // Statuses are small frames written one by one: without TCP_NODELAY,
+    // Nagle's algorithm holds each behind the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, http::router(state.clone()))
         .with_graceful_shutdown(drain_on_signal(state, config.shutdown_grace))
         .await?;
