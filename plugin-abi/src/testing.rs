@@ -97,6 +97,29 @@ fn run_with_abort(node: &dyn Node, inputs: Value, params: Value, aborted: bool) 
     }
 }
 
+/// Runs `node` the way the export glue does (JSON text in, JSON text out),
+/// as a plain Rust call: everything but the boundary crossing. The baseline
+/// of the ABI micro-benchmark; statuses the node sends are dropped.
+pub fn execute_json(
+    node: &dyn Node,
+    definition: &crate::NodeDefinition,
+    inputs: &str,
+    parameters: &str,
+) -> Result<String, crate::NodeError> {
+    let ctx = Context::new(definition, "bench-instance", inputs, parameters, "null", &Discard)?;
+    node.execute(&ctx)?.to_json()
+}
+
+struct Discard;
+
+impl Host for Discard {
+    fn send_status(&self, _status_json: &str) {}
+
+    fn is_aborted(&self) -> bool {
+        false
+    }
+}
+
 struct Collector {
     statuses: Mutex<Vec<Value>>,
     aborted: AtomicBool,

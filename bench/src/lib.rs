@@ -1,0 +1,5 @@
+//! Shared by the benchmark binaries: the load generator and the helpers that
+//! start servers and measure them.
+
+pub mod load;
+pub mod servers;

@@ -1,0 +1,302 @@
+//! The load generator: drives a node server with `simple-text` executions
+//! (`uppercase = true`) over the Nano WebSocket protocol or the HTTP execute
+//! route, checks every answer, and measures throughput and latency.
+//!
+//! The same code measures every server in a run (nano-server, the Python
+//! SDK, the bare floor), so the client's own cost is the same for each.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How hard to push.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// Connections (WebSocket) or concurrent request loops (HTTP: each
+    /// request in flight needs its own HTTP/1.1 connection, so HTTP opens
+    /// `connections × in_flight` of them).
+    pub connections: usize,
+    /// Executions in flight per connection.
+    pub in_flight: usize,
+    /// Measured time, after the warm-up.
+    pub duration: Duration,
+    /// Load applied first and not measured.
+    pub warmup: Duration,
+}
+
+/// What one measurement found.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Executions answered correctly within the measured window.
+    pub executions: u64,
+    /// Wrong answers, error statuses, HTTP failures (any phase).
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub latency: Histogram<u64>,
+}
+
+impl Report {
+    pub fn per_second(&self) -> f64 {
+        self.executions as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// A latency quantile in microseconds.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        self.latency.value_at_quantile(q)
+    }
+}
+
+/// The measurement window, shared by every connection.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn new(load: &Load) -> Self {
+        let start = Instant::now() + load.warmup;
+        Self {
+            start,
+            end: start + load.duration,
+        }
+    }
+
+    fn counts(&self, sent: Instant, now: Instant) -> bool {
+        sent >= self.start && now <= self.end
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 60 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The input of execution `n` and the output a correct server returns.
+fn text_of(n: u64) -> (String, String) {
+    let text = format!("text number {n}");
+    let upper = text.to_uppercase();
+    (text, upper)
+}
+
+fn request_frame(instance: &str, node_id: u64) -> String {
+    let (text, _) = text_of(node_id);
+    format!(
+        r#"{{"type":"request_execution","instanceId":"{instance}","payload":{{"nodeId":{node_id},"nodeUid":"simple-text","inputs":{{"text":["{text}"]}},"graphNode":{{"id":{node_id},"parameters":[{{"name":"uppercase","value":true}}]}}}}}}"#
+    )
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default)]
+    payload: Option<Payload>,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(rename = "nodeId")]
+    node_id: Option<u64>,
+    status: Option<StatusFrame>,
+}
+
+#[derive(Deserialize)]
+struct StatusFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    outputs: Option<TextOutputs>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TextOutputs {
+    text: Option<Vec<String>>,
+}
+
+/// Whether a final status is the right answer to execution `n`.
+fn is_right(n: u64, kind: &str, outputs: Option<&TextOutputs>) -> bool {
+    let (_, upper) = text_of(n);
+    kind == "complete" && outputs.and_then(|o| o.text.as_deref()) == Some(std::slice::from_ref(&upper))
+}
+
+/// Drives `url` (`ws://host:port/`) over the Nano WebSocket protocol.
+pub async fn websocket(url: &str, load: Load) -> anyhow::Result<Report> {
+    let window = Window::new(&load);
+    let mut tasks = Vec::new();
+    for c in 0..load.connections {
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(ws_connection(url, c, load.in_flight, window)));
+    }
+    let mut report = Report {
+        executions: 0,
+        errors: 0,
+        elapsed: window.end - window.start,
+        latency: histogram(),
+    };
+    for task in tasks {
+        let (executions, errors, latency) = task.await??;
+        report.executions += executions;
+        report.errors += errors;
+        report.latency.add(latency)?;
+    }
+    Ok(report)
+}
+
+async fn ws_connection(
+    url: String,
+    connection: usize,
+    in_flight: usize,
+    window: Window,
+) -> anyhow::Result<(u64, u64, Histogram<u64>)> {
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let (mut sink, mut stream) = ws.split();
+    let instance = format!("load-{connection}");
+    let mut latency = histogram();
+    let (mut executions, mut errors) = (0u64, 0u64);
+    let mut pending: HashMap<u64, Instant> = HashMap::with_capacity(in_flight * 2);
+    let mut next = 0u64;
+    for _ in 0..in_flight {
+        sink.send(Message::text(request_frame(&instance, next))).await?;
+        pending.insert(next, Instant::now());
+        next += 1;
+    }
+    // After the window, no new requests; the ones in flight may finish.
+    let drain_until = window.end + Duration::from_secs(30);
+    while !pending.is_empty() {
+        let message = match tokio::time::timeout_at(drain_until.into(), stream.next()).await {
+            Ok(Some(message)) => message?,
+            Ok(None) => bail!("{url}: the server closed the connection"),
+            Err(_) => bail!("{url}: {} executions never finished", pending.len()),
+        };
+        let Message::Text(text) = message else { continue };
+        let frame: Frame = match serde_json::from_str(text.as_str()) {
+            Ok(frame) => frame,
+            Err(err) => bail!("{url}: unreadable frame ({err}): {}", text.as_str()),
+        };
+        if frame.kind != "node_status" {
+            continue;
+        }
+        let Some(Payload {
+            node_id: Some(n),
+            status: Some(status),
+        }) = frame.payload
+        else {
+            continue;
+        };
+        if status.kind != "complete" && status.kind != "error" {
+            continue;
+        }
+        let now = Instant::now();
+        let Some(sent) = pending.remove(&n) else {
+            errors += 1; // a second final status, or one for nothing asked
+            continue;
+        };
+        if is_right(n, &status.kind, status.outputs.as_ref()) {
+            if window.counts(sent, now) {
+                executions += 1;
+                latency.saturating_record((now - sent).as_micros() as u64);
+            }
+        } else {
+            errors += 1;
+            if errors <= 3 {
+                eprintln!("wrong answer to {n}: {} {:?}", status.kind, status.message);
+            }
+        }
+        if now < window.end {
+            sink.send(Message::text(request_frame(&instance, next))).await?;
+            pending.insert(next, Instant::now());
+            next += 1;
+        }
+    }
+    let _ = sink.close().await;
+    Ok((executions, errors, latency))
+}
+
+#[derive(Deserialize)]
+struct HttpAnswer {
+    status: String,
+    #[serde(default)]
+    outputs: Option<TextOutputs>,
+}
+
+/// Drives `base` (`http://host:port`) with `POST /nodes/simple-text/execute`.
+pub async fn http(base: &str, load: Load) -> anyhow::Result<Report> {
+    let window = Window::new(&load);
+    let authority = base
+        .strip_prefix("http://")
+        .context("base must start with http://")?
+        .trim_end_matches('/')
+        .to_owned();
+    let mut tasks = Vec::new();
+    for c in 0..load.connections * load.in_flight {
+        tasks.push(tokio::spawn(http_connection(authority.clone(), c as u64, window)));
+    }
+    let mut report = Report {
+        executions: 0,
+        errors: 0,
+        elapsed: window.end - window.start,
+        latency: histogram(),
+    };
+    for task in tasks {
+        let (executions, errors, latency) = task.await??;
+        report.executions += executions;
+        report.errors += errors;
+        report.latency.add(latency)?;
+    }
+    Ok(report)
+}
+
+async fn http_connection(authority: String, lane: u64, window: Window) -> anyhow::Result<(u64, u64, Histogram<u64>)> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::{Request, body::Bytes};
+
+    let stream = tokio::net::TcpStream::connect(&authority).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut latency = histogram();
+    let (mut executions, mut errors) = (0u64, 0u64);
+    // Numbers unique across lanes, so each answer is checked against its own input.
+    let mut n = lane << 40;
+    while Instant::now() < window.end {
+        n += 1;
+        let (text, _) = text_of(n);
+        let body = format!(r#"{{"inputs":{{"text":["{text}"]}},"parameters":{{"uppercase":true}}}}"#);
+        let request = Request::post("/nodes/simple-text/execute")
+            .header("host", &authority)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let sent = Instant::now();
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let ok = response.status() == hyper::StatusCode::OK;
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let now = Instant::now();
+        let right = ok
+            && serde_json::from_slice::<HttpAnswer>(&bytes)
+                .is_ok_and(|answer| is_right(n, &answer.status, answer.outputs.as_ref()));
+        if !right {
+            errors += 1;
+            if errors <= 3 {
+                eprintln!("wrong HTTP answer to {n}: {}", String::from_utf8_lossy(&bytes));
+            }
+        } else if window.counts(sent, now) {
+            executions += 1;
+            latency.saturating_record((now - sent).as_micros() as u64);
+        }
+    }
+    Ok((executions, errors, latency))
+}

@@ -1,0 +1,57 @@
+//! The load generator on its own: point it at any Nano node server.
+//!
+//! Usage: loadgen ws ws://127.0.0.1:3017/ [--connections 4] [--in-flight 16] [--seconds 10]
+//!        loadgen http http://127.0.0.1:3017 [...]
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use nano_bench::load::{self, Load};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Ws,
+    Http,
+}
+
+#[derive(Parser)]
+struct Args {
+    mode: Mode,
+    /// `ws://host:port/` or `http://host:port`.
+    url: String,
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let load = Load {
+        connections: args.connections,
+        in_flight: args.in_flight,
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(args.warmup),
+    };
+    let report = match args.mode {
+        Mode::Ws => load::websocket(&args.url, load).await?,
+        Mode::Http => load::http(&args.url, load).await?,
+    };
+    println!(
+        "{:.0} executions/s, p50 {} µs, p99 {} µs, {} executions, {} errors",
+        report.per_second(),
+        report.quantile_us(0.5),
+        report.quantile_us(0.99),
+        report.executions,
+        report.errors
+    );
+    if report.errors > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
