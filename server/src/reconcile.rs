@@ -9,7 +9,6 @@
 use std::{
     collections::{HashMap, HashSet},
     fs,
-    hash::{Hash, Hasher},
     path::{Path, PathBuf},
     time::{Instant, SystemTime},
 };
@@ -199,8 +198,8 @@ fn describe(library: &Library) -> Vec<String> {
         .collect()
 }
 
+/// XXH3: about 10× faster than SipHash on a library of several MB, and
+/// collisions by accident are what matters here, not by design.
 fn content_hash(bytes: &[u8]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    hasher.finish()
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
