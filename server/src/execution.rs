@@ -18,8 +18,6 @@ use abi_stable::{sabi_trait::TD_Opaque, sabi_types::RRef, std_types::RStr};
 use nano_plugin_abi::ffi::{ExecuteCall, HostCallbacks, HostCallbacks_TO};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, Semaphore};
-use tracing::Instrument;
 
 use crate::{
     metrics,
@@ -118,17 +116,41 @@ pub trait StatusSink: Send + Sync + 'static {
 pub const ABORTED: &str = "Execution aborted";
 
 /// Runs executions. One per server; cloning the `Arc` shares it.
+///
+/// Nodes run on a fixed pool of `max_concurrent` worker threads fed by one
+/// queue. A worker sends the execution's statuses itself, the final one
+/// included, so an execution costs one hand-over to a worker and nothing
+/// else: no task, no join, no wake-up of the async side. (The first version
+/// used tokio's `spawn_blocking` per execution; under load the profile was
+/// half context switches and lock contention in its pool.)
 pub struct Executor {
     registry: NodeRegistry,
-    permits: Arc<Semaphore>,
+    jobs: crossbeam_channel::Sender<Job>,
     max_queued: usize,
+    /// Jobs in the queue that no worker has taken yet.
     queued: Arc<AtomicUsize>,
+    /// Workers running a node (a node that never returns keeps its worker).
+    busy: Arc<AtomicUsize>,
+    max_concurrent: usize,
     timeout: Option<Duration>,
+    /// For the timeout timers: workers are not runtime threads.
+    runtime: Option<tokio::runtime::Handle>,
     active: Mutex<HashMap<u64, Active>>,
     next_id: AtomicU64,
 }
 
-/// An admitted execution, until its final status is sent.
+/// One execution handed to the workers.
+struct Job {
+    id: u64,
+    node: NodeHandle,
+    request: ExecutionRequest,
+    state: Arc<ExecutionState>,
+    queued_at: Instant,
+    _queue_slot: QueueSlot,
+    span: tracing::Span,
+}
+
+/// An admitted execution, until its node returned.
 struct Active {
     instance_id: String,
     owner: u64,
@@ -144,15 +166,36 @@ impl Executor {
         max_queued: usize,
         timeout: Option<Duration>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let executor = Arc::new(Self {
             registry,
-            permits: Arc::new(Semaphore::new(max_concurrent)),
+            jobs,
             max_queued,
             queued: Arc::new(AtomicUsize::new(0)),
+            busy: Arc::new(AtomicUsize::new(0)),
+            max_concurrent: max_concurrent.max(1),
             timeout,
+            runtime: tokio::runtime::Handle::try_current().ok(),
             active: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
-        })
+        });
+        for n in 0..executor.max_concurrent {
+            let queue = queue.clone();
+            // The workers hold the executor weakly: it owns the queue's sender.
+            let weak = Arc::downgrade(&executor);
+            let spawned = std::thread::Builder::new()
+                .name(format!("node-worker-{n}"))
+                .spawn(move || {
+                    while let Ok(job) = queue.recv() {
+                        let Some(executor) = weak.upgrade() else { return };
+                        executor.run(job);
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(%err, "cannot start a node worker thread");
+            }
+        }
+        executor
     }
 
     /// Starts an execution for `owner` (a connection id) and returns at once;
@@ -170,7 +213,7 @@ impl Executor {
         // Bounded waiting: beyond it, refuse at once rather than grow.
         let waiting = self.queued.fetch_add(1, Ordering::SeqCst);
         let queue_slot = QueueSlot(Arc::clone(&self.queued));
-        if waiting >= self.max_queued && self.permits.available_permits() == 0 {
+        if waiting >= self.max_queued && self.busy.load(Ordering::SeqCst) >= self.max_concurrent {
             drop(queue_slot);
             metrics::counter!(metrics::EXECUTIONS, "node" => request.node_uid.clone(), "outcome" => "busy")
                 .increment(1);
@@ -184,7 +227,6 @@ impl Executor {
             aborted: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             sink,
-            abort_signal: Notify::new(),
             worker: Mutex::new(WorkerState::default()),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -196,98 +238,97 @@ impl Executor {
                 state: Arc::clone(&state),
             },
         );
-        let executor = Arc::clone(self);
         let span = tracing::info_span!("execution", instance = %request.instance_id, node = %request.node_uid);
-        tokio::spawn(
-            async move {
-                let uid = request.node_uid.clone();
-                let started = Instant::now();
-                let final_status = executor.run(node, request, &state, queue_slot).await;
-                let outcome = match &final_status {
-                    Status::Error(failure, message) => {
-                        tracing::debug!(outcome = failure.label(), %message, "execution failed");
-                        failure.label()
-                    }
-                    _ => "complete",
-                };
-                metrics::counter!(metrics::EXECUTIONS, "node" => uid.clone(), "outcome" => outcome).increment(1);
-                metrics::histogram!(metrics::EXECUTION_SECONDS, "node" => uid).record(started.elapsed().as_secs_f64());
-                state.finish(final_status);
-                executor.lock_active().remove(&id);
-            }
-            .instrument(span),
-        );
+        let job = Job {
+            id,
+            node,
+            request,
+            state,
+            queued_at: Instant::now(),
+            _queue_slot: queue_slot,
+            span,
+        };
+        if let Err(crossbeam_channel::SendError(job)) = self.jobs.send(job) {
+            // Only when every worker thread failed to start.
+            job.state
+                .finish(Status::error(Failure::Internal, "no worker thread to run the node"));
+            self.lock_active().remove(&job.id);
+        }
     }
 
-    async fn run(
-        &self,
-        node: NodeHandle,
-        request: ExecutionRequest,
-        state: &Arc<ExecutionState>,
-        queue_slot: QueueSlot,
-    ) -> Status {
-        // Waits here while `max_concurrent_executions` are running.
-        let queued = Instant::now();
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return Status::error(Failure::Internal, "the server is shutting down");
-        };
-        drop(queue_slot);
-        metrics::histogram!(metrics::QUEUE_WAIT_SECONDS).record(queued.elapsed().as_secs_f64());
-        if state.is_aborted() {
-            return Status::error(Failure::Aborted, ABORTED);
-        }
-        state.forward(Status::running("Starting execution..."));
-        let worker_state = Arc::clone(state);
-        metrics::gauge!(metrics::IN_FLIGHT).increment(1.0);
-        let worker = tokio::task::spawn_blocking(move || {
-            // The slot stays taken until the node really returns, even after
-            // a timeout: the worker thread is busy until then.
-            let _permit = permit;
-            worker_state.worker_started();
-            let outcome = run_node(&node, &request, &worker_state);
-            worker_state.worker_returned();
+    /// Runs one job on a worker thread, through to its final status.
+    fn run(&self, job: Job) {
+        let Job {
+            id,
+            node,
+            request,
+            state,
+            queued_at,
+            _queue_slot,
+            span,
+        } = job;
+        drop(_queue_slot);
+        let _entered = span.enter();
+        metrics::histogram!(metrics::QUEUE_WAIT_SECONDS).record(queued_at.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let final_status = if state.is_aborted() {
+            Status::error(Failure::Aborted, ABORTED)
+        } else {
+            state.forward(Status::running("Starting execution..."));
+            let timer = self.timeout.and_then(|limit| self.start_timer(limit, &state));
+            self.busy.fetch_add(1, Ordering::SeqCst);
+            metrics::gauge!(metrics::IN_FLIGHT).increment(1.0);
+            state.worker_started();
+            // Plugins catch their own panics; this guards the host's side,
+            // so a worker never dies with an execution left unanswered.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_node(&node, &request, &state)))
+                .unwrap_or_else(|_| Err("internal error while running the node".to_owned()));
+            state.worker_returned();
             metrics::gauge!(metrics::IN_FLIGHT).decrement(1.0);
-            outcome
-        });
-        // The node's result, unless the execution is aborted first: then the
-        // caller already has its final status and nobody waits for the node.
-        let until_aborted = async {
-            tokio::select! {
-                outcome = worker => Some(outcome),
-                () = state.abort_signal.notified() => None,
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            if let Some(timer) = timer {
+                timer.abort();
             }
-        };
-        let outcome = match self.timeout {
-            None => until_aborted.await,
-            Some(limit) => match tokio::time::timeout(limit, until_aborted).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    // The late result is discarded: `finish` sends only once.
-                    state.aborted.store(true, Ordering::SeqCst);
-                    return Status::error(
-                        Failure::TimedOut,
-                        format!("Execution timed out after {} ms", limit.as_millis()),
-                    );
+            if state.is_aborted() {
+                // Stopped, disconnected or timed out: that final status went
+                // out already; this late result is dropped.
+                Status::error(Failure::Aborted, ABORTED)
+            } else {
+                match outcome.and_then(parse_outputs) {
+                    Ok(outputs) => Status::Complete(outputs),
+                    Err(message) => Status::error(Failure::Node, message),
                 }
-            },
-        };
-        if state.is_aborted() {
-            return Status::error(Failure::Aborted, ABORTED);
-        }
-        let Some(outcome) = outcome else {
-            return Status::error(Failure::Aborted, ABORTED);
-        };
-        match outcome {
-            Ok(Ok(outputs)) => match parse_outputs(outputs) {
-                Ok(outputs) => Status::Complete(outputs),
-                Err(message) => Status::error(Failure::Node, message),
-            },
-            Ok(Err(message)) => Status::error(Failure::Node, message),
-            Err(join_error) => {
-                tracing::error!(%join_error, "execution worker failed");
-                Status::error(Failure::Internal, "internal error while running the node")
             }
-        }
+        };
+        let outcome = match &final_status {
+            Status::Error(failure, message) => {
+                tracing::debug!(outcome = failure.label(), %message, "execution failed");
+                failure.label()
+            }
+            _ => "complete",
+        };
+        let uid = request.node_uid;
+        metrics::histogram!(metrics::EXECUTION_SECONDS, "node" => uid.clone()).record(started.elapsed().as_secs_f64());
+        metrics::counter!(metrics::EXECUTIONS, "node" => uid, "outcome" => outcome).increment(1);
+        state.finish(final_status);
+        self.lock_active().remove(&id);
+    }
+
+    /// Ends the execution with a timeout error after `limit`, unless the
+    /// returned timer is aborted first (the node returned in time).
+    fn start_timer(&self, limit: Duration, state: &Arc<ExecutionState>) -> Option<tokio::task::JoinHandle<()>> {
+        let runtime = self.runtime.as_ref()?;
+        let state = Arc::clone(state);
+        Some(runtime.spawn(async move {
+            tokio::time::sleep(limit).await;
+            if !state.aborted.swap(true, Ordering::SeqCst) {
+                // The late result is discarded: `finish` sends only once.
+                state.finish(Status::error(
+                    Failure::TimedOut,
+                    format!("Execution timed out after {} ms", limit.as_millis()),
+                ));
+            }
+        }))
     }
 
     /// Whether a node with this uid is served now.
@@ -317,6 +358,7 @@ impl Executor {
             .lock_active()
             .values()
             .filter(|active| matches(active))
+            .filter(|active| !active.state.finished.load(Ordering::SeqCst))
             .filter(|active| !active.state.aborted.swap(true, Ordering::SeqCst))
             .map(|active| Arc::clone(&active.state))
             .collect();
@@ -371,7 +413,6 @@ impl Drop for Aborted {
     fn drop(&mut self) {
         for state in &self.states {
             state.finish(Status::error(Failure::Aborted, self.message.clone()));
-            state.abort_signal.notify_one();
         }
     }
 }
@@ -390,8 +431,6 @@ struct ExecutionState {
     aborted: AtomicBool,
     finished: AtomicBool,
     sink: Arc<dyn StatusSink>,
-    /// Wakes the executor when the execution is aborted while its node runs.
-    abort_signal: Notify,
     /// Whether the node is running on a worker, and whether it is counted as
     /// stuck (its execution ended before the node returned).
     worker: Mutex<WorkerState>,

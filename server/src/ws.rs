@@ -87,7 +87,25 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
                         break;
                     }
                     Some(frame) => {
-                        if sender.send(frame).await.is_err() {
+                        // Under load many statuses are ready at once: queue
+                        // them all, then write them with one flush.
+                        let mut close = None;
+                        let mut fed = sender.feed(frame).await;
+                        while fed.is_ok() {
+                            match outgoing.try_recv() {
+                                Ok(Message::Close(frame)) => {
+                                    close = Some(frame);
+                                    break;
+                                }
+                                Ok(frame) => fed = sender.feed(frame).await,
+                                Err(_) => break,
+                            }
+                        }
+                        if fed.is_err() || sender.flush().await.is_err() {
+                            break;
+                        }
+                        if let Some(frame) = close {
+                            let _ = sender.send(Message::Close(frame)).await;
                             break;
                         }
                         continue;
