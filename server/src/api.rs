@@ -163,7 +163,10 @@ pub async fn execute(
         return Err(ApiError::new(StatusCode::NOT_FOUND, unknown_node_message(&uid)));
     }
     let instance_id = request.instance_id.clone();
-    let (sink, mut statuses) = ChannelSink::new();
+    let streaming = wants_event_stream(&headers);
+    // A plain JSON answer needs only the final status: not waking this task
+    // for the others saves a thread hand-over per execution.
+    let (sink, mut statuses) = ChannelSink::new(streaming);
     let owner = state.next_connection_id();
     let guard = AbortOnDrop {
         executor: Arc::clone(&state.executor),
@@ -173,7 +176,7 @@ pub async fn execute(
     let started = Instant::now();
     state.executor.start(owner, request, sink);
 
-    if wants_event_stream(&headers) {
+    if streaming {
         return Ok(event_stream(statuses, guard, instance_id, node_id).into_response());
     }
     let mut guard = guard;
@@ -278,18 +281,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
-struct ChannelSink(mpsc::UnboundedSender<Status>);
+struct ChannelSink {
+    statuses: mpsc::UnboundedSender<Status>,
+    /// Whether non-final statuses are wanted (SSE) or dropped (JSON).
+    updates: bool,
+}
 
 impl ChannelSink {
-    fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Status>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Arc::new(Self(tx)), rx)
+    fn new(updates: bool) -> (Arc<Self>, mpsc::UnboundedReceiver<Status>) {
+        let (statuses, rx) = mpsc::unbounded_channel();
+        (Arc::new(Self { statuses, updates }), rx)
     }
 }
 
 impl StatusSink for ChannelSink {
     fn send(&self, status: Status) {
-        let _ = self.0.send(status);
+        if self.updates || status.is_final() {
+            let _ = self.statuses.send(status);
+        }
     }
 }
 

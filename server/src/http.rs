@@ -42,9 +42,21 @@ pub struct Limits {
     pub max_request_bytes: usize,
 }
 
-/// What every handler shares.
+/// What every handler shares. Cloned for every request and middleware, so
+/// it is one `Arc`.
 #[derive(Clone)]
-pub struct ServerState {
+pub struct ServerState(Arc<SharedState>);
+
+impl std::ops::Deref for ServerState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The fields of [`ServerState`].
+pub struct SharedState {
     pub identity: Arc<Identity>,
     pub registry: NodeRegistry,
     pub executor: Arc<Executor>,
@@ -60,7 +72,7 @@ pub struct ServerState {
 
 impl ServerState {
     pub fn new(identity: Identity, registry: NodeRegistry, executor: Arc<Executor>, limits: Limits) -> Self {
-        Self {
+        Self(Arc::new(SharedState {
             identity: Arc::new(identity),
             registry,
             executor,
@@ -71,7 +83,7 @@ impl ServerState {
             closing: tokio::sync::watch::channel(false).0,
             shutting_down: Arc::new(AtomicBool::new(false)),
             openapi: Arc::new(OnceLock::new()),
-        }
+        }))
     }
 
     /// A fresh id for a connection or an HTTP execution (an "owner").
