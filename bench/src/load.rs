@@ -29,6 +29,9 @@ pub struct Load {
     pub duration: Duration,
     /// Load applied first and not measured.
     pub warmup: Duration,
+    /// The server's process, to measure the CPU it spends in the window
+    /// (Linux `/proc`), when known.
+    pub server_pid: Option<u32>,
 }
 
 /// What one measurement found.
@@ -40,11 +43,19 @@ pub struct Report {
     pub errors: u64,
     pub elapsed: Duration,
     pub latency: Histogram<u64>,
+    /// CPU time (user + system) the server used in the window.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Report {
     pub fn per_second(&self) -> f64 {
         self.executions as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU per execution, in microseconds.
+    pub fn cpu_us_per_execution(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.executions > 0).then(|| cpu.as_secs_f64() * 1e6 / self.executions as f64)
     }
 
     /// A latency quantile in microseconds.
@@ -72,6 +83,34 @@ impl Window {
     fn counts(&self, sent: Instant, now: Instant) -> bool {
         sent >= self.start && now <= self.end
     }
+}
+
+/// CPU time (user + system) of a process so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ")".
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = libc_sysconf_clk_tck();
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+fn libc_sysconf_clk_tck() -> i64 {
+    unsafe extern "C" {
+        fn sysconf(name: i32) -> i64;
+    }
+    const SC_CLK_TCK: i32 = 2; // Linux
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { sysconf(SC_CLK_TCK) };
+    if ticks > 0 { ticks } else { 100 }
+}
+
+/// The server's CPU time spent between the window's start and end.
+async fn cpu_in_window(pid: u32, window: Window) -> Option<Duration> {
+    tokio::time::sleep_until(window.start.into()).await;
+    let before = cpu_time(pid)?;
+    tokio::time::sleep_until(window.end.into()).await;
+    Some(cpu_time(pid)?.saturating_sub(before))
 }
 
 fn histogram() -> Histogram<u64> {
@@ -132,6 +171,7 @@ fn is_right(n: u64, kind: &str, outputs: Option<&TextOutputs>) -> bool {
 /// Drives `url` (`ws://host:port/`) over the Nano WebSocket protocol.
 pub async fn websocket(url: &str, load: Load) -> anyhow::Result<Report> {
     let window = Window::new(&load);
+    let cpu = load.server_pid.map(|pid| tokio::spawn(cpu_in_window(pid, window)));
     let mut tasks = Vec::new();
     for c in 0..load.connections {
         let url = url.to_owned();
@@ -142,12 +182,16 @@ pub async fn websocket(url: &str, load: Load) -> anyhow::Result<Report> {
         errors: 0,
         elapsed: window.end - window.start,
         latency: histogram(),
+        server_cpu: None,
     };
     for task in tasks {
         let (executions, errors, latency) = task.await??;
         report.executions += executions;
         report.errors += errors;
         report.latency.add(latency)?;
+    }
+    if let Some(cpu) = cpu {
+        report.server_cpu = cpu.await?;
     }
     Ok(report)
 }
@@ -239,6 +283,7 @@ pub async fn http(base: &str, load: Load) -> anyhow::Result<Report> {
         .context("base must start with http://")?
         .trim_end_matches('/')
         .to_owned();
+    let cpu = load.server_pid.map(|pid| tokio::spawn(cpu_in_window(pid, window)));
     let mut tasks = Vec::new();
     for c in 0..load.connections * load.in_flight {
         tasks.push(tokio::spawn(http_connection(authority.clone(), c as u64, window)));
@@ -248,12 +293,16 @@ pub async fn http(base: &str, load: Load) -> anyhow::Result<Report> {
         errors: 0,
         elapsed: window.end - window.start,
         latency: histogram(),
+        server_cpu: None,
     };
     for task in tasks {
         let (executions, errors, latency) = task.await??;
         report.executions += executions;
         report.errors += errors;
         report.latency.add(latency)?;
+    }
+    if let Some(cpu) = cpu {
+        report.server_cpu = cpu.await?;
     }
     Ok(report)
 }

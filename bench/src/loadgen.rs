@@ -27,6 +27,9 @@ struct Args {
     seconds: u64,
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+    /// The server's pid, to report the CPU it spends per execution.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[tokio::main]
@@ -37,18 +40,22 @@ async fn main() -> anyhow::Result<()> {
         in_flight: args.in_flight,
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(args.warmup),
+        server_pid: args.pid,
     };
     let report = match args.mode {
         Mode::Ws => load::websocket(&args.url, load).await?,
         Mode::Http => load::http(&args.url, load).await?,
     };
     println!(
-        "{:.0} executions/s, p50 {} µs, p99 {} µs, {} executions, {} errors",
+        "{:.0} executions/s, p50 {} µs, p99 {} µs, {} executions, {} errors, server CPU {} µs/execution",
         report.per_second(),
         report.quantile_us(0.5),
         report.quantile_us(0.99),
         report.executions,
-        report.errors
+        report.errors,
+        report
+            .cpu_us_per_execution()
+            .map_or("?".to_owned(), |c| format!("{c:.1}"))
     );
     if report.errors > 0 {
         std::process::exit(1);

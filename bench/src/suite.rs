@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         in_flight: args.in_flight,
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(2),
+        server_pid: None,
     };
     let dir = tempfile::tempdir()?;
     let examples = dir.path().join("examples");
@@ -148,22 +149,23 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("== throughput: {load:?}");
     let floor_ws = {
         let server = Running::start(Command::new(&args.floor), None, PATIENCE)?;
-        let url = server.ws_url();
+        let (url, load) = (server.ws_url(), on(&server, load));
         median_of(args.repeats, "floor, WebSocket", || load::websocket(&url, load)).await?
     };
     let nano_ws = {
         let server = Running::start(nano(&args, &examples_config), None, PATIENCE)?;
-        let url = server.ws_url();
+        let (url, load) = (server.ws_url(), on(&server, load));
         median_of(args.repeats, "nano-server, WebSocket", || load::websocket(&url, load)).await?
     };
     let nano_http = {
         let server = Running::start(nano(&args, &examples_config), None, PATIENCE)?;
+        let load = on(&server, load);
         median_of(args.repeats, "nano-server, HTTP", || load::http(&server.base, load)).await?
     };
     let peer_ws = match &args.peer {
         Some(peer) => {
             let server = peer_start(peer)?;
-            let url = server.ws_url();
+            let (url, load) = (server.ws_url(), on(&server, load));
             Some(median_of(args.repeats, "Python SDK, WebSocket", || load::websocket(&url, load)).await?)
         }
         None => None,
@@ -195,6 +197,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The load, with the server's CPU measured.
+fn on(server: &Running, load: Load) -> Load {
+    Load {
+        server_pid: Some(server.child.id()),
+        ..load
+    }
+}
+
 /// Runs a measurement `repeats` times; the report with the median throughput.
 async fn median_of<F, Fut>(repeats: usize, what: &str, mut run: F) -> anyhow::Result<Report>
 where
@@ -215,11 +225,14 @@ where
 
 fn measure(what: &str, report: Report) -> Report {
     eprintln!(
-        "{what}: {:.0} executions/s, p50 {} µs, p99 {} µs, {} errors",
+        "{what}: {:.0} executions/s, p50 {} µs, p99 {} µs, {} errors, server CPU {} µs/execution",
         report.per_second(),
         report.quantile_us(0.5),
         report.quantile_us(0.99),
-        report.errors
+        report.errors,
+        report
+            .cpu_us_per_execution()
+            .map_or("?".to_owned(), |c| format!("{c:.1}"))
     );
     report
 }
@@ -253,6 +266,12 @@ fn print_table(args: &Args, load: &Load, nano: &Row, peer: &Row, floor: &Row, ab
     let rate = |r: &Option<Report>| opt(r.as_ref().map(|r| format!("{:.0}", r.per_second())));
     let q = |r: &Option<Report>, q: f64| opt(r.as_ref().map(|r| format!("{}", r.quantile_us(q))));
     let errors = |r: &Option<Report>| opt(r.as_ref().map(|r| format!("{}", r.errors)));
+    let cpu = |r: &Option<Report>| {
+        opt(r
+            .as_ref()
+            .and_then(Report::cpu_us_per_execution)
+            .map(|c| format!("{c:.1}")))
+    };
     let ms = |d: Option<Duration>| opt(d.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)));
     let mib = |k: Option<u64>| opt(k.map(|k| format!("{:.1}", k as f64 / 1024.0)));
 
@@ -287,6 +306,10 @@ fn print_table(args: &Args, load: &Load, nano: &Row, peer: &Row, floor: &Row, ab
             [errors(&nano.ws), errors(&peer.ws), errors(&floor.ws)],
         ),
         (
+            "WebSocket server CPU/exec (µs)",
+            [cpu(&nano.ws), cpu(&peer.ws), cpu(&floor.ws)],
+        ),
+        (
             "HTTP executions/s",
             [rate(&nano.http), rate(&peer.http), rate(&floor.http)],
         ),
@@ -301,6 +324,10 @@ fn print_table(args: &Args, load: &Load, nano: &Row, peer: &Row, floor: &Row, ab
         (
             "HTTP errors",
             [errors(&nano.http), errors(&peer.http), errors(&floor.http)],
+        ),
+        (
+            "HTTP server CPU/exec (µs)",
+            [cpu(&nano.http), cpu(&peer.http), cpu(&floor.http)],
         ),
         (
             "startup, 3 example nodes (ms)",
