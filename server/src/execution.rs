@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc, Condvar, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -117,15 +117,23 @@ pub const ABORTED: &str = "Execution aborted";
 
 /// Runs executions. One per server; cloning the `Arc` shares it.
 ///
-/// Nodes run on a fixed pool of `max_concurrent` worker threads fed by one
-/// queue. A worker sends the execution's statuses itself, the final one
-/// included, so an execution costs one hand-over to a worker and nothing
-/// else: no task, no join, no wake-up of the async side. (The first version
-/// used tokio's `spawn_blocking` per execution; under load the profile was
-/// half context switches and lock contention in its pool.)
+/// Nodes run on worker threads fed by one crossbeam channel. A worker sends
+/// the execution's statuses itself, the final one included, so an execution
+/// costs one hand-over to a worker and nothing else: no task, no join, no
+/// wake-up of the async side. (The first version used tokio's
+/// `spawn_blocking` per execution; under load the profile was half context
+/// switches and lock contention in its pool.)
+///
+/// The pool is as small as keeps up and as large as blocking nodes need: it
+/// starts with one worker per core, and a monitor adds one (up to
+/// `max_concurrent`) whenever jobs wait and no node returned for a
+/// millisecond; a worker idle for 10 s beyond the first ones retires. With 8
+/// fixed workers on 2 cores, idle workers spinning for jobs cost up to 40%
+/// of the HTTP throughput.
 pub struct Executor {
     registry: NodeRegistry,
     jobs: crossbeam_channel::Sender<Job>,
+    pool: Pool,
     max_queued: usize,
     /// Jobs in the queue that no worker has taken yet.
     queued: Arc<AtomicUsize>,
@@ -137,6 +145,77 @@ pub struct Executor {
     runtime: Option<tokio::runtime::Handle>,
     active: Mutex<HashMap<u64, Active>>,
     next_id: AtomicU64,
+}
+
+/// How long a worker beyond the first ones waits for a job before it exits.
+const WORKER_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// How long waiting jobs may see no node return before another worker starts.
+const NO_PROGRESS: Duration = Duration::from_millis(1);
+
+/// The worker threads' bookkeeping (see [`Executor`]).
+struct Pool {
+    queue: crossbeam_channel::Receiver<Job>,
+    /// Worker threads alive (a node that never returns keeps its thread).
+    threads: AtomicUsize,
+    /// Workers waiting for a job.
+    idle: AtomicUsize,
+    /// Nodes that returned, ever: the monitor's sign of progress.
+    returned: AtomicU64,
+    /// Workers kept even when idle.
+    min: usize,
+    /// Whether the monitor is watching the queue now.
+    watching: AtomicBool,
+    wanted: Mutex<bool>,
+    wake_monitor: Condvar,
+}
+
+/// Adds workers while jobs wait and no node returns (they all block), up to
+/// `max_concurrent`. Sleeps while the queue is empty.
+fn monitor(executor: std::sync::Weak<Executor>) {
+    loop {
+        {
+            let Some(strong) = executor.upgrade() else { return };
+            let pool = &strong.pool;
+            let mut wanted = pool.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            while !*wanted {
+                // Re-check now and then that the executor still exists.
+                let (guard, _) = pool
+                    .wake_monitor
+                    .wait_timeout(wanted, Duration::from_secs(1))
+                    .unwrap_or_else(|e| e.into_inner());
+                wanted = guard;
+                if Arc::strong_count(&strong) == 1 {
+                    return;
+                }
+            }
+            *wanted = false;
+            pool.watching.store(true, Ordering::SeqCst);
+        }
+        loop {
+            let Some(strong) = executor.upgrade() else { return };
+            let pool = &strong.pool;
+            let before = pool.returned.load(Ordering::SeqCst);
+            std::thread::sleep(NO_PROGRESS);
+            if pool.queue.is_empty() {
+                pool.watching.store(false, Ordering::SeqCst);
+                // A job queued just now may have seen `watching` still set.
+                if pool.queue.is_empty() {
+                    break;
+                }
+                pool.watching.store(true, Ordering::SeqCst);
+                continue;
+            }
+            let stalled = pool.returned.load(Ordering::SeqCst) == before && pool.idle.load(Ordering::SeqCst) == 0;
+            if stalled && pool.threads.load(Ordering::SeqCst) < strong.max_concurrent {
+                tracing::debug!(
+                    threads = pool.threads.load(Ordering::SeqCst) + 1,
+                    "nodes are blocking; adding a worker"
+                );
+                strong.spawn_worker();
+            }
+        }
+    }
 }
 
 /// One execution handed to the workers.
@@ -167,35 +246,96 @@ impl Executor {
         timeout: Option<Duration>,
     ) -> Arc<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let max_concurrent = max_concurrent.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let executor = Arc::new(Self {
             registry,
             jobs,
+            pool: Pool {
+                queue,
+                threads: AtomicUsize::new(0),
+                idle: AtomicUsize::new(0),
+                returned: AtomicU64::new(0),
+                min: cores.min(max_concurrent),
+                watching: AtomicBool::new(false),
+                wanted: Mutex::new(false),
+                wake_monitor: Condvar::new(),
+            },
             max_queued,
             queued: Arc::new(AtomicUsize::new(0)),
             busy: Arc::new(AtomicUsize::new(0)),
-            max_concurrent: max_concurrent.max(1),
+            max_concurrent,
             timeout,
             runtime: tokio::runtime::Handle::try_current().ok(),
             active: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
         });
-        for n in 0..executor.max_concurrent {
-            let queue = queue.clone();
-            // The workers hold the executor weakly: it owns the queue's sender.
-            let weak = Arc::downgrade(&executor);
-            let spawned = std::thread::Builder::new()
-                .name(format!("node-worker-{n}"))
-                .spawn(move || {
-                    while let Ok(job) = queue.recv() {
-                        let Some(executor) = weak.upgrade() else { return };
-                        executor.run(job);
-                    }
-                });
-            if let Err(err) = spawned {
-                tracing::error!(%err, "cannot start a node worker thread");
-            }
+        for _ in 0..executor.pool.min {
+            executor.spawn_worker();
+        }
+        let weak = Arc::downgrade(&executor);
+        let monitor = std::thread::Builder::new()
+            .name("node-pool-monitor".to_owned())
+            .spawn(move || monitor(weak));
+        if let Err(err) = monitor {
+            tracing::error!(%err, "cannot start the node pool's monitor thread");
         }
         executor
+    }
+
+    /// Adds a worker thread (the caller checked there is room).
+    fn spawn_worker(self: &Arc<Self>) {
+        let n = self.pool.threads.fetch_add(1, Ordering::SeqCst);
+        let queue = self.pool.queue.clone();
+        // The workers hold the executor weakly: it owns them, not they it.
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("node-worker-{n}"))
+            .spawn(move || {
+                loop {
+                    let pool = match weak.upgrade() {
+                        Some(executor) => {
+                            executor.pool.idle.fetch_add(1, Ordering::SeqCst);
+                            drop(executor);
+                            queue.recv_timeout(WORKER_KEEP_ALIVE)
+                        }
+                        None => return,
+                    };
+                    let Some(executor) = weak.upgrade() else { return };
+                    executor.pool.idle.fetch_sub(1, Ordering::SeqCst);
+                    match pool {
+                        Ok(job) => {
+                            executor.run(job);
+                            executor.pool.returned.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            let min = executor.pool.min;
+                            let retire = executor
+                                .pool
+                                .threads
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| (t > min).then(|| t - 1));
+                            if retire.is_ok() {
+                                return;
+                            }
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            self.pool.threads.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!(%err, "cannot start a node worker thread");
+        }
+    }
+
+    /// Called after queueing a job: when no worker is idle, the monitor
+    /// watches whether the workers make progress.
+    fn watch_pool(&self) {
+        let pool = &self.pool;
+        if pool.idle.load(Ordering::SeqCst) == 0 && !pool.watching.load(Ordering::SeqCst) {
+            *pool.wanted.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            pool.wake_monitor.notify_one();
+        }
     }
 
     /// Starts an execution for `owner` (a connection id) and returns at once;
@@ -253,7 +393,9 @@ impl Executor {
             job.state
                 .finish(Status::error(Failure::Internal, "no worker thread to run the node"));
             self.lock_active().remove(&job.id);
+            return;
         }
+        self.watch_pool();
     }
 
     /// Runs one job on a worker thread, through to its final status.
