@@ -183,6 +183,31 @@ async fn deep_nesting_and_large_inputs_neither_crash_nor_stall_the_server() {
             "{last}"
         );
     }
+    // A number beyond f64's range is valid JSON (found by the fuzzer): the
+    // caller gets an error saying so, over both transports.
+    client
+        .send_text(r#"{"type": "request_execution", "instanceId": "huge", "payload": {"nodeId": 1, "nodeUid": "simple-text", "inputs": {"text": 23e33333}}}"#)
+        .await;
+    let statuses = client.statuses_until_final("huge", &json!(1)).await;
+    let last = final_status(&statuses);
+    assert_eq!(last["type"], "error");
+    assert!(
+        last["message"].as_str().unwrap().contains("number out of range"),
+        "{last}"
+    );
+    let response = reqwest::Client::new()
+        .post(server.http("/nodes/simple-text/execute"))
+        .body(r#"{"inputs": {"text": 23e33333}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("number out of range"),
+        "{body}"
+    );
+
     // A large but legal input (8 MiB, under the 16 MiB message limit) is
     // processed in full.
     let big: String = "abc".repeat(3 << 20).chars().take(8 << 20).collect();
