@@ -305,6 +305,8 @@ impl Executor {
                     executor.pool.idle.fetch_sub(1, Ordering::SeqCst);
                     match pool {
                         Ok(job) => {
+                            // Taking this job may leave others with no one to take them.
+                            executor.watch_pool();
                             executor.run(job);
                             executor.pool.returned.fetch_add(1, Ordering::SeqCst);
                         }
@@ -328,11 +330,14 @@ impl Executor {
         }
     }
 
-    /// Called after queueing a job: when no worker is idle, the monitor
-    /// watches whether the workers make progress.
+    /// Called after queueing or taking a job: when jobs outnumber idle
+    /// workers, the monitor watches whether the workers make progress.
     fn watch_pool(&self) {
         let pool = &self.pool;
-        if pool.idle.load(Ordering::SeqCst) == 0 && !pool.watching.load(Ordering::SeqCst) {
+        // More jobs waiting than idle workers to take them (jobs may arrive
+        // in a burst before any worker woke up).
+        let short = pool.queue.len() > pool.idle.load(Ordering::SeqCst);
+        if short && !pool.watching.load(Ordering::SeqCst) {
             *pool.wanted.lock().unwrap_or_else(|e| e.into_inner()) = true;
             pool.wake_monitor.notify_one();
         }
