@@ -47,7 +47,7 @@ struct Args {
     startups: usize,
     /// Throughput runs per case, back to back on one server; the run with
     /// the median throughput is reported (this 2-core VM is noisy).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     repeats: usize,
 }
 
