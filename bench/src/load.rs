@@ -168,15 +168,15 @@ fn is_right(n: u64, kind: &str, outputs: Option<&TextOutputs>) -> bool {
     kind == "complete" && outputs.and_then(|o| o.text.as_deref()) == Some(std::slice::from_ref(&upper))
 }
 
-/// Drives `url` (`ws://host:port/`) over the Nano WebSocket protocol.
-pub async fn websocket(url: &str, load: Load) -> anyhow::Result<Report> {
-    let window = Window::new(&load);
-    let cpu = load.server_pid.map(|pid| tokio::spawn(cpu_in_window(pid, window)));
-    let mut tasks = Vec::new();
-    for c in 0..load.connections {
-        let url = url.to_owned();
-        tasks.push(tokio::spawn(ws_connection(url, c, load.in_flight, window)));
-    }
+/// What one connection (or HTTP lane) counted: executions, errors, latencies.
+type Tally = (u64, u64, Histogram<u64>);
+
+/// Sums the connections' tallies and the server's CPU into one report.
+async fn gather(
+    window: Window,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>,
+    cpu: Option<tokio::task::JoinHandle<Option<Duration>>>,
+) -> anyhow::Result<Report> {
     let mut report = Report {
         executions: 0,
         errors: 0,
@@ -196,12 +196,19 @@ pub async fn websocket(url: &str, load: Load) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn ws_connection(
-    url: String,
-    connection: usize,
-    in_flight: usize,
-    window: Window,
-) -> anyhow::Result<(u64, u64, Histogram<u64>)> {
+/// Drives `url` (`ws://host:port/`) over the Nano WebSocket protocol.
+pub async fn websocket(url: &str, load: Load) -> anyhow::Result<Report> {
+    let window = Window::new(&load);
+    let cpu = load.server_pid.map(|pid| tokio::spawn(cpu_in_window(pid, window)));
+    let mut tasks = Vec::new();
+    for c in 0..load.connections {
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(ws_connection(url, c, load.in_flight, window)));
+    }
+    gather(window, tasks, cpu).await
+}
+
+async fn ws_connection(url: String, connection: usize, in_flight: usize, window: Window) -> anyhow::Result<Tally> {
     let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
         .await
         .with_context(|| format!("connecting to {url}"))?;
@@ -288,26 +295,10 @@ pub async fn http(base: &str, load: Load) -> anyhow::Result<Report> {
     for c in 0..load.connections * load.in_flight {
         tasks.push(tokio::spawn(http_connection(authority.clone(), c as u64, window)));
     }
-    let mut report = Report {
-        executions: 0,
-        errors: 0,
-        elapsed: window.end - window.start,
-        latency: histogram(),
-        server_cpu: None,
-    };
-    for task in tasks {
-        let (executions, errors, latency) = task.await??;
-        report.executions += executions;
-        report.errors += errors;
-        report.latency.add(latency)?;
-    }
-    if let Some(cpu) = cpu {
-        report.server_cpu = cpu.await?;
-    }
-    Ok(report)
+    gather(window, tasks, cpu).await
 }
 
-async fn http_connection(authority: String, lane: u64, window: Window) -> anyhow::Result<(u64, u64, Histogram<u64>)> {
+async fn http_connection(authority: String, lane: u64, window: Window) -> anyhow::Result<Tally> {
     use http_body_util::{BodyExt, Full};
     use hyper::{Request, body::Bytes};
 

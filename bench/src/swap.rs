@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
+use nano_bench::servers::rss_kib;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -144,15 +145,6 @@ async fn wait_update(
             return Ok(());
         }
     }
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS not found")
 }
 
 /// RSS in KiB split into (mappings of loaded plugin copies, the rest).

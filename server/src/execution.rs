@@ -293,7 +293,7 @@ impl Executor {
             .name(format!("node-worker-{n}"))
             .spawn(move || {
                 loop {
-                    let pool = match weak.upgrade() {
+                    let received = match weak.upgrade() {
                         Some(executor) => {
                             executor.pool.idle.fetch_add(1, Ordering::SeqCst);
                             drop(executor);
@@ -303,7 +303,7 @@ impl Executor {
                     };
                     let Some(executor) = weak.upgrade() else { return };
                     executor.pool.idle.fetch_sub(1, Ordering::SeqCst);
-                    match pool {
+                    match received {
                         Ok(job) => {
                             // Taking this job may leave others with no one to take them.
                             executor.watch_pool();
