@@ -21,7 +21,7 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value, json, value::RawValue};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -109,6 +109,18 @@ struct ExecuteResult {
     duration_ms: f64,
 }
 
+/// What a completed execution answers (`ExecuteResult` documents it). The
+/// outputs go out as the node wrote them, not parsed into a `Value` tree.
+#[derive(serde::Serialize)]
+struct Completed<'a> {
+    status: &'static str,
+    outputs: &'a RawValue,
+    #[serde(rename = "instanceId")]
+    instance_id: &'a str,
+    #[serde(rename = "durationMs")]
+    duration_ms: f64,
+}
+
 /// The definitions of every node served.
 #[utoipa::path(get, path = "/nodes", tag = "nodes",
     responses((status = 200, description = "NodeDefinitions, as in the handshake", body = Vec<Object>)))]
@@ -163,44 +175,41 @@ pub async fn execute(
         return Err(ApiError::new(StatusCode::NOT_FOUND, unknown_node_message(&uid)));
     }
     let instance_id = request.instance_id.clone();
-    let streaming = wants_event_stream(&headers);
-    // A plain JSON answer needs only the final status: not waking this task
-    // for the others saves a thread hand-over per execution.
-    let (sink, mut statuses) = ChannelSink::new(streaming);
     let owner = state.next_connection_id();
-    let guard = AbortOnDrop {
+    let mut guard = AbortOnDrop {
         executor: Arc::clone(&state.executor),
         owner,
         armed: true,
     };
     let started = Instant::now();
-    state.executor.start(owner, request, sink);
-
-    if streaming {
+    if wants_event_stream(&headers) {
+        let (sink, statuses) = mpsc::unbounded_channel();
+        state.executor.start(owner, request, Arc::new(StreamSink(sink)));
         return Ok(event_stream(statuses, guard, instance_id, node_id).into_response());
     }
-    let mut guard = guard;
-    while let Some(status) = statuses.recv().await {
-        if !status.is_final() {
-            continue;
-        }
-        guard.armed = false;
-        return match status {
-            Status::Complete(outputs) => Ok(Json(json!({
-                "status": "complete",
-                "outputs": outputs,
-                "instanceId": instance_id,
-                "durationMs": started.elapsed().as_secs_f64() * 1000.0,
-            }))
-            .into_response()),
-            Status::Error(failure, message) => Err(ApiError::new(failure_code(failure), message)),
-            Status::Update(_) => unreachable!("updates are not final"),
-        };
+    // A plain JSON answer needs only the final status: this task wakes once.
+    let (sink, answer) = tokio::sync::oneshot::channel();
+    state
+        .executor
+        .start(owner, request, Arc::new(FinalSink(std::sync::Mutex::new(Some(sink)))));
+    let Ok(status) = answer.await else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the execution ended without a final status",
+        ));
+    };
+    guard.armed = false;
+    match status {
+        Status::Complete(outputs) => Ok(Json(Completed {
+            status: "complete",
+            outputs: &outputs,
+            instance_id: &instance_id,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+        .into_response()),
+        Status::Error(failure, message) => Err(ApiError::new(failure_code(failure), message)),
+        Status::Update(_) => unreachable!("FinalSink passes only final statuses"),
     }
-    Err(ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "the execution ended without a final status",
-    ))
 }
 
 fn failure_code(failure: Failure) -> StatusCode {
@@ -281,70 +290,168 @@ impl Drop for AbortOnDrop {
     }
 }
 
-struct ChannelSink {
-    statuses: mpsc::UnboundedSender<Status>,
-    /// Whether non-final statuses are wanted (SSE) or dropped (JSON).
-    updates: bool,
-}
+/// Every status of an execution, for the event stream.
+struct StreamSink(mpsc::UnboundedSender<Status>);
 
-impl ChannelSink {
-    fn new(updates: bool) -> (Arc<Self>, mpsc::UnboundedReceiver<Status>) {
-        let (statuses, rx) = mpsc::unbounded_channel();
-        (Arc::new(Self { statuses, updates }), rx)
+impl StatusSink for StreamSink {
+    fn send(&self, status: Status) {
+        let _ = self.0.send(status);
     }
 }
 
-impl StatusSink for ChannelSink {
+/// Only the final status, for a JSON answer.
+struct FinalSink(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Status>>>);
+
+impl StatusSink for FinalSink {
     fn send(&self, status: Status) {
-        if self.updates || status.is_final() {
-            let _ = self.statuses.send(status);
+        if status.is_final() {
+            let sender = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(sender) = sender {
+                let _ = sender.send(status);
+            }
         }
     }
 }
 
-/// Validates the execute body, saying exactly what is wrong.
-fn parse_execute(uid: &str, body: &[u8]) -> Result<(ExecutionRequest, Value), ApiError> {
-    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?
-    };
-    let Value::Object(mut body) = value else {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
-    };
-    if let Some(key) = body
-        .keys()
-        .find(|k| !["inputs", "parameters", "instanceId", "nodeId"].contains(&k.as_str()))
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown field `{key}`; expected inputs, parameters, instanceId, nodeId"
-        )));
+/// Any JSON value, checked through and thrown away: numbers are parsed
+/// (so one beyond f64's range is refused, as `Value` would) and nesting is
+/// limited, but nothing is allocated. `IgnoredAny` skips numbers unchecked.
+struct CheckedJson;
+
+impl<'de> serde::Deserialize<'de> for CheckedJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedJsonVisitor)
     }
-    let inputs = match body.remove("inputs") {
-        None | Some(Value::Null) => "{}".to_owned(),
-        Some(inputs @ Value::Object(_)) => inputs.to_string(),
+}
+
+struct CheckedJsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedJsonVisitor {
+    type Value = CheckedJson;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_unit<E>(self) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<CheckedJson, A::Error> {
+        while seq.next_element::<CheckedJson>()?.is_some() {}
+        Ok(CheckedJson)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CheckedJson, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, CheckedJson>()?.is_some() {}
+        Ok(CheckedJson)
+    }
+}
+
+/// The execute body's fields, borrowed from the body: `inputs` and
+/// `parameters` go to the node as the caller wrote them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteFields<'a> {
+    #[serde(borrow, default)]
+    inputs: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+    #[serde(rename = "instanceId", default)]
+    instance_id: Option<Value>,
+    #[serde(rename = "nodeId", default)]
+    node_id: Option<Value>,
+}
+
+/// A `parameters` list entry: an object with a string `name` (other fields pass through).
+#[derive(serde::Deserialize)]
+struct NamedParameter<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    name: std::borrow::Cow<'a, str>,
+}
+
+/// One `{name, value}` object of the protocol's parameter list.
+#[derive(serde::Serialize)]
+struct Parameter<'a> {
+    name: &'a str,
+    value: &'a RawValue,
+}
+
+/// `graphNode` as the HTTP route makes it up: the node id, its uid and its parameters.
+#[derive(serde::Serialize)]
+struct GraphNode<'a> {
+    id: &'a Value,
+    uid: &'a str,
+    parameters: &'a RawValue,
+}
+
+/// Validates the execute body, saying exactly what is wrong.
+///
+/// The body is read twice without building a `Value` tree: once to check
+/// it is JSON (numbers in range, nesting bounded), once for the fields,
+/// borrowing `inputs` and `parameters` as written.
+fn parse_execute(uid: &str, body: &[u8]) -> Result<(ExecutionRequest, Value), ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice::<CheckedJson>(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    let fields: ExecuteFields<'_> = serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        // "unknown field `x`, expected one of …" / "duplicate field `x`"
+        ApiError::bad_request(message.split(" at line ").next().unwrap_or(&message).to_owned())
+    })?;
+    let inputs = match fields.inputs {
+        None => "{}".to_owned(),
+        Some(raw) if raw.get().starts_with('{') => raw.get().to_owned(),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "`inputs` must be an object mapping input names to values",
             ));
         }
     };
-    let parameters = match body.remove("parameters") {
-        None | Some(Value::Null) => "[]".to_owned(),
-        Some(Value::Object(map)) => Value::Array(
-            map.into_iter()
-                .map(|(name, value)| json!({"name": name, "value": value}))
-                .collect(),
-        )
-        .to_string(),
-        Some(Value::Array(list)) => {
-            let valid = list.iter().all(|p| p.get("name").is_some_and(Value::is_string));
-            if !valid {
+    let parameters = match fields.parameters.map(|raw| (raw, raw.get().as_bytes()[0])) {
+        None => "[]".to_owned(),
+        Some((raw, b'{')) => {
+            // `{name: value}`: the protocol's list, in name order.
+            let map: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue> =
+                serde_json::from_str(raw.get()).map_err(|e| ApiError::bad_request(format!("`parameters`: {e}")))?;
+            let list: Vec<Parameter<'_>> = map.iter().map(|(name, value)| Parameter { name, value }).collect();
+            serde_json::to_string(&list).expect("parameters serialise")
+        }
+        Some((raw, b'[')) => {
+            if serde_json::from_str::<Vec<NamedParameter<'_>>>(raw.get()).is_err() {
                 return Err(ApiError::bad_request(
                     "`parameters` as a list must hold objects with a string `name` (and a `value`)",
                 ));
             }
-            Value::Array(list).to_string()
+            raw.get().to_owned()
         }
         Some(_) => {
             return Err(ApiError::bad_request(
@@ -352,24 +459,29 @@ fn parse_execute(uid: &str, body: &[u8]) -> Result<(ExecutionRequest, Value), Ap
             ));
         }
     };
-    let instance_id = match body.remove("instanceId") {
+    let instance_id = match fields.instance_id {
         None | Some(Value::Null) => format!("http-{}", uuid::Uuid::new_v4()),
         Some(Value::String(id)) if !id.is_empty() => id,
         Some(_) => return Err(ApiError::bad_request("`instanceId` must be a non-empty string")),
     };
-    let node_id = match body.remove("nodeId") {
+    let node_id = match fields.node_id {
         None | Some(Value::Null) => json!(0),
         Some(id @ (Value::Number(_) | Value::String(_))) => id,
         Some(_) => return Err(ApiError::bad_request("`nodeId` must be a number or a string")),
     };
-    let graph_node = json!({"id": node_id, "uid": uid, "parameters": serde_json::from_str::<Value>(&parameters).unwrap_or_default()});
+    let graph_node = serde_json::to_string(&GraphNode {
+        id: &node_id,
+        uid,
+        parameters: serde_json::from_str(&parameters).expect("parameters were just checked"),
+    })
+    .expect("graphNode serialises");
     Ok((
         ExecutionRequest {
             instance_id,
             node_uid: uid.to_owned(),
             inputs,
             parameters,
-            graph_node: graph_node.to_string(),
+            graph_node,
         },
         node_id,
     ))
@@ -446,8 +558,11 @@ mod tests {
     fn parameters_may_be_an_object_or_the_protocol_list() {
         let (request, _) = parse_execute("n", br#"{"parameters": {"a": 1}}"#).unwrap();
         assert_eq!(request.parameters, r#"[{"name":"a","value":1}]"#);
+        // The list goes to the node as written.
         let (request, _) = parse_execute("n", br#"{"parameters": [{"name": "a", "value": 1}]}"#).unwrap();
-        assert_eq!(request.parameters, r#"[{"name":"a","value":1}]"#);
+        assert_eq!(request.parameters, r#"[{"name": "a", "value": 1}]"#);
+        let graph_node: Value = serde_json::from_str(&request.graph_node).unwrap();
+        assert_eq!(graph_node, json!({"id": 0, "uid": "n", "parameters": [{"name": "a", "value": 1}]}));
     }
 
     #[test]
