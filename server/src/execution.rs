@@ -6,6 +6,7 @@
 //! status of the execution through it.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{
         Arc, Condvar, Mutex,
@@ -41,7 +42,7 @@ pub struct ExecutionRequest {
 #[derive(Debug, Clone)]
 pub enum Status {
     /// A non-final status object (`running` and the node's own), as JSON.
-    Update(String),
+    Update(Cow<'static, str>),
     /// The final success, with the outputs object.
     Complete(Box<RawValue>),
     /// The final failure: why, and the message.
@@ -84,20 +85,21 @@ impl Status {
         Self::Error(failure, message.into())
     }
 
-    fn running(message: &str) -> Self {
-        Self::Update(serde_json::json!({"type": "running", "message": message}).to_string())
+    /// The `running` status every execution starts with (the Python SDK's message).
+    fn running() -> Self {
+        Self::Update(Cow::Borrowed(r#"{"type":"running","message":"Starting execution..."}"#))
     }
 
     /// The NodeStatus object as JSON.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Cow<'_, str> {
         match self {
-            Self::Update(json) => json.clone(),
+            Self::Update(json) => Cow::Borrowed(json),
             // The message is the Python SDK's, so orchestrators see the same.
-            Self::Complete(outputs) => format!(
+            Self::Complete(outputs) => Cow::Owned(format!(
                 r#"{{"type":"complete","message":"Execution finished.","outputs":{}}}"#,
                 outputs.get()
-            ),
-            Self::Error(_, message) => serde_json::json!({"type": "error", "message": message}).to_string(),
+            )),
+            Self::Error(_, message) => Cow::Owned(serde_json::json!({"type": "error", "message": message}).to_string()),
         }
     }
 
@@ -416,22 +418,23 @@ impl Executor {
         } = job;
         drop(_queue_slot);
         let _entered = span.enter();
-        metrics::histogram!(metrics::QUEUE_WAIT_SECONDS).record(queued_at.elapsed().as_secs_f64());
+        let hot = metrics::hot();
+        hot.queue_wait.record(queued_at.elapsed().as_secs_f64());
         let started = Instant::now();
         let final_status = if state.is_aborted() {
             Status::error(Failure::Aborted, ABORTED)
         } else {
-            state.forward(Status::running("Starting execution..."));
+            state.forward(Status::running());
             let timer = self.timeout.and_then(|limit| self.start_timer(limit, &state));
             self.busy.fetch_add(1, Ordering::SeqCst);
-            metrics::gauge!(metrics::IN_FLIGHT).increment(1.0);
+            hot.in_flight.increment(1.0);
             state.worker_started();
             // Plugins catch their own panics; this guards the host's side,
             // so a worker never dies with an execution left unanswered.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_node(&node, &request, &state)))
                 .unwrap_or_else(|_| Err("internal error while running the node".to_owned()));
             state.worker_returned();
-            metrics::gauge!(metrics::IN_FLIGHT).decrement(1.0);
+            hot.in_flight.decrement(1.0);
             self.busy.fetch_sub(1, Ordering::SeqCst);
             if let Some(timer) = timer {
                 timer.abort();
@@ -447,16 +450,18 @@ impl Executor {
                 }
             }
         };
-        let outcome = match &final_status {
+        let uid = request.node_uid;
+        let node_metrics = node.library.nodes[node.index as usize]
+            .metrics
+            .get_or_init(|| metrics::NodeMetrics::new(&uid));
+        node_metrics.duration.record(started.elapsed().as_secs_f64());
+        match &final_status {
             Status::Error(failure, message) => {
                 tracing::debug!(outcome = failure.label(), %message, "execution failed");
-                failure.label()
+                metrics::counter!(metrics::EXECUTIONS, "node" => uid, "outcome" => failure.label()).increment(1);
             }
-            _ => "complete",
-        };
-        let uid = request.node_uid;
-        metrics::histogram!(metrics::EXECUTION_SECONDS, "node" => uid.clone()).record(started.elapsed().as_secs_f64());
-        metrics::counter!(metrics::EXECUTIONS, "node" => uid, "outcome" => outcome).increment(1);
+            _ => node_metrics.complete.increment(1),
+        }
         state.finish(final_status);
         self.lock_active().remove(&id);
     }
@@ -643,7 +648,7 @@ impl HostCallbacks for ExecutionState {
         match serde_json::from_str::<Kind<'_>>(json) {
             Ok(Kind {
                 kind: "idle" | "running" | "missing",
-            }) => self.forward(Status::Update(json.to_owned())),
+            }) => self.forward(Status::Update(Cow::Owned(json.to_owned()))),
             Ok(Kind { kind }) => {
                 tracing::warn!(
                     kind,

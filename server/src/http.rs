@@ -262,13 +262,9 @@ async fn count_request(matched: Option<MatchedPath>, request: Request, next: Nex
     let response = next.run(request).await;
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status();
-    // The common pair costs no allocation: label values are `&'static str`
-    // for the routes and status codes this server answers most.
+    // The common pair has its handle looked up once.
     match (route, status.as_u16()) {
-        ("/nodes/{uid}/execute", 200) => {
-            metrics::counter!(metrics::HTTP_REQUESTS, "route" => "/nodes/{uid}/execute", "status" => "200")
-                .increment(1)
-        }
+        ("/nodes/{uid}/execute", 200) => metrics::hot().http_execute_ok.increment(1),
         _ => metrics::counter!(metrics::HTTP_REQUESTS, "route" => route.to_owned(), "status" => status.as_u16().to_string())
             .increment(1),
     }

@@ -45,6 +45,8 @@ pub struct NodeInfo {
     pub version: String,
     /// The definition exactly as the plugin gave it (plus `"type": "server"`).
     pub definition: Value,
+    /// Set on its first execution.
+    pub metrics: std::sync::OnceLock<crate::metrics::NodeMetrics>,
 }
 
 impl fmt::Debug for Library {
@@ -347,6 +349,7 @@ fn parse_definitions(json: &str) -> Result<Vec<NodeInfo>, LoadError> {
                 uid,
                 version,
                 definition,
+                metrics: std::sync::OnceLock::new(),
             })
         })
         .collect()
