@@ -2,4 +2,5 @@
 //! start servers and measure them.
 
 pub mod load;
+pub mod probe;
 pub mod servers;

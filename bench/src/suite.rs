@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::Parser;
 use nano_bench::{
     load::{self, Load, Report},
+    probe::MachineSpeed,
     servers::{Running, free_port, write_config},
 };
 
@@ -45,8 +46,9 @@ struct Args {
     /// Startup measurements per case (the median is reported).
     #[arg(long, default_value_t = 5)]
     startups: usize,
-    /// Throughput runs per case, back to back on one server; the run with
-    /// the median throughput is reported (this 2-core VM is noisy).
+    /// Rounds of throughput runs: each round measures every server once, in
+    /// turn; per case the run with the median throughput is reported (this
+    /// 2-core VM is noisy).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
 }
@@ -147,29 +149,49 @@ async fn main() -> anyhow::Result<()> {
     };
 
     eprintln!("== throughput: {load:?}");
-    let floor_ws = {
-        let server = Running::start(Command::new(&args.floor), None, PATIENCE)?;
-        let (url, load) = (server.ws_url(), on(&server, load));
-        median_of(args.repeats, "floor, WebSocket", || load::websocket(&url, load)).await?
-    };
-    let nano_ws = {
-        let server = Running::start(nano(&args, &examples_config), None, PATIENCE)?;
-        let (url, load) = (server.ws_url(), on(&server, load));
-        median_of(args.repeats, "nano-server, WebSocket", || load::websocket(&url, load)).await?
-    };
-    let nano_http = {
-        let server = Running::start(nano(&args, &examples_config), None, PATIENCE)?;
-        let load = on(&server, load);
-        median_of(args.repeats, "nano-server, HTTP", || load::http(&server.base, load)).await?
-    };
-    let peer_ws = match &args.peer {
-        Some(peer) => {
-            let server = peer_start(peer)?;
-            let (url, load) = (server.ws_url(), on(&server, load));
-            Some(median_of(args.repeats, "Python SDK, WebSocket", || load::websocket(&url, load)).await?)
+    // Every server runs at once (idle ones cost nothing) and the runs are
+    // interleaved, round by round: this VM changes speed for minutes at a
+    // time, and a ratio between two series is only fair when both saw the
+    // same machine.
+    let floor = Running::start(Command::new(&args.floor), None, PATIENCE)?;
+    let server = Running::start(nano(&args, &examples_config), None, PATIENCE)?;
+    let peer = args.peer.as_deref().map(peer_start).transpose()?;
+    let mut floor_ws = Vec::new();
+    let mut nano_ws = Vec::new();
+    let mut nano_http = Vec::new();
+    let mut peer_ws = Vec::new();
+    let mut speeds = Vec::new();
+    for round in 1..=args.repeats.max(1) {
+        let speed = MachineSpeed::measure();
+        eprintln!("-- round {round}: {speed}");
+        speeds.push(speed);
+        floor_ws.push(measure(
+            "floor, WebSocket",
+            load::websocket(&floor.ws_url(), on(&floor, load)).await?,
+        ));
+        nano_ws.push(measure(
+            "nano-server, WebSocket",
+            load::websocket(&server.ws_url(), on(&server, load)).await?,
+        ));
+        nano_http.push(measure(
+            "nano-server, HTTP",
+            load::http(&server.base, on(&server, load)).await?,
+        ));
+        if let Some(peer) = &peer {
+            peer_ws.push(measure(
+                "Python SDK, WebSocket",
+                load::websocket(&peer.ws_url(), on(peer, load)).await?,
+            ));
         }
-        None => None,
+    }
+    let rounds = Rounds {
+        floor_ws: floor_ws.clone(),
+        nano_ws: nano_ws.clone(),
+        nano_http: nano_http.clone(),
+        speeds,
     };
+    let (floor_ws, nano_ws, nano_http) = (median_of(floor_ws), median_of(nano_ws), median_of(nano_http));
+    let peer_ws = (!peer_ws.is_empty()).then(|| median_of(peer_ws));
 
     let nano_row = Row {
         ws: Some(nano_ws),
@@ -193,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
         rss_kib: None,
     };
     let abi = read_abi(&args.criterion);
-    print_table(&args, &load, &nano_row, &peer_row, &floor_row, abi);
+    print_table(&args, &load, &nano_row, &peer_row, &floor_row, abi, &rounds);
     Ok(())
 }
 
@@ -205,22 +227,32 @@ fn on(server: &Running, load: Load) -> Load {
     }
 }
 
-/// Runs a measurement `repeats` times; the report with the median throughput.
-async fn median_of<F, Fut>(repeats: usize, what: &str, mut run: F) -> anyhow::Result<Report>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Report>>,
-{
-    let mut reports = Vec::new();
-    for _ in 0..repeats.max(1) {
-        reports.push(measure(what, run().await?));
-    }
+/// The report with the median throughput; errors in any run count.
+fn median_of(mut reports: Vec<Report>) -> Report {
     reports.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
     let errors: u64 = reports.iter().map(|r| r.errors).sum();
     let mut median = reports.swap_remove(reports.len() / 2);
-    // Errors in any run count.
     median.errors = errors;
-    Ok(median)
+    median
+}
+
+/// Every round's reports, for the ratios round by round.
+struct Rounds {
+    floor_ws: Vec<Report>,
+    nano_ws: Vec<Report>,
+    nano_http: Vec<Report>,
+    /// The machine's speed before each round.
+    speeds: Vec<MachineSpeed>,
+}
+
+impl Rounds {
+    /// `a / b` in each round: the lowest and the highest.
+    fn spread(a: &[Report], b: &[Report]) -> (f64, f64) {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| a.per_second() / b.per_second())
+            .fold((f64::INFINITY, 0.0), |(lo, hi), r| (lo.min(r), hi.max(r)))
+    }
 }
 
 fn measure(what: &str, report: Report) -> Report {
@@ -261,7 +293,15 @@ fn machine() -> String {
     format!("{cores} cores ({model}); client and servers share them")
 }
 
-fn print_table(args: &Args, load: &Load, nano: &Row, peer: &Row, floor: &Row, abi: Option<(f64, f64)>) {
+fn print_table(
+    args: &Args,
+    load: &Load,
+    nano: &Row,
+    peer: &Row,
+    floor: &Row,
+    abi: Option<(f64, f64)>,
+    rounds: &Rounds,
+) {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "—".to_owned());
     let rate = |r: &Option<Report>| opt(r.as_ref().map(|r| format!("{:.0}", r.per_second())));
     let q = |r: &Option<Report>, q: f64| opt(r.as_ref().map(|r| format!("{}", r.quantile_us(q))));
@@ -279,7 +319,7 @@ fn print_table(args: &Args, load: &Load, nano: &Row, peer: &Row, floor: &Row, ab
     println!("nano-server benchmark suite");
     println!("machine: {}", machine());
     println!(
-        "load: {} WebSocket connections x {} executions in flight, simple-text uppercase, {} s measured after {} s warm-up; HTTP: {} connections, 1 in flight each; median of {} runs",
+        "load: {} WebSocket connections x {} executions in flight, simple-text uppercase, {} s measured after {} s warm-up; HTTP: {} connections, 1 in flight each; median of {} interleaved rounds",
         load.connections,
         load.in_flight,
         load.duration.as_secs(),
@@ -411,6 +451,31 @@ fn print_table(args: &Args, load: &Load, nano: &Row, peer: &Row, floor: &Row, ab
         &|v| format!("{v:.1} MB"),
         &|v| v < 20.0,
     );
+    let (ws_lo, ws_hi) = Rounds::spread(&rounds.nano_ws, &rounds.floor_ws);
+    let (http_lo, http_hi) = Rounds::spread(&rounds.nano_http, &rounds.nano_ws);
+    println!();
+    println!("the same ratios round by round (lowest - highest)");
+    println!(
+        "  WebSocket / floor                                  {:.0}% - {:.0}%",
+        ws_lo * 100.0,
+        ws_hi * 100.0
+    );
+    println!(
+        "  HTTP / WebSocket                                   {:.0}% - {:.0}%",
+        http_lo * 100.0,
+        http_hi * 100.0
+    );
+    println!();
+    println!("round by round: the machine's speed, then executions/s (nano WebSocket, HTTP, floor)");
+    for (i, speed) in rounds.speeds.iter().enumerate() {
+        println!(
+            "  {}: {speed}; {:.0} / {:.0} / {:.0}",
+            i + 1,
+            rounds.nano_ws[i].per_second(),
+            rounds.nano_http[i].per_second(),
+            rounds.floor_ws[i].per_second()
+        );
+    }
     println!();
     println!(
         "{}",
