@@ -562,7 +562,10 @@ mod tests {
         let (request, _) = parse_execute("n", br#"{"parameters": [{"name": "a", "value": 1}]}"#).unwrap();
         assert_eq!(request.parameters, r#"[{"name": "a", "value": 1}]"#);
         let graph_node: Value = serde_json::from_str(&request.graph_node).unwrap();
-        assert_eq!(graph_node, json!({"id": 0, "uid": "n", "parameters": [{"name": "a", "value": 1}]}));
+        assert_eq!(
+            graph_node,
+            json!({"id": 0, "uid": "n", "parameters": [{"name": "a", "value": 1}]})
+        );
     }
 
     #[test]
