@@ -3,10 +3,13 @@
 //! metrics and the body limit.
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -16,11 +19,10 @@ use axum::{
         DefaultBodyLimit, MatchedPath, Request, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection,
     },
     http::StatusCode,
-    middleware::{self, Next},
     response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower_http::trace::TraceLayer;
+use tower_http::{trace::TraceLayer, validate_request::ValidateRequestHeaderLayer};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -166,9 +168,11 @@ pub fn router(state: ServerState) -> Router {
         .openapi
         .set(document.to_json().expect("the OpenAPI document serialises"));
     router
-        .route_layer(middleware::from_fn(count_request))
+        .route_layer(tower::layer::layer_fn(CountRequests))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(ValidateRequestHeaderLayer::custom(require_token(
+            state.limits.auth_token.clone(),
+        )))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(
             TraceLayer::new_for_http()
@@ -227,23 +231,26 @@ async fn root(
 }
 
 /// With `auth_token` set, everything but the health probes needs
-/// `Authorization: Bearer <token>`; compared in constant time.
-async fn require_token(State(state): State<ServerState>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.limits.auth_token else {
-        return next.run(request).await;
-    };
-    if matches!(request.uri().path(), "/healthz" | "/readyz") {
-        return next.run(request).await;
-    }
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), token.as_bytes())) {
-        next.run(request).await
-    } else {
+/// `Authorization: Bearer <token>`; compared in constant time. (A
+/// `ValidateRequest` for tower-http's layer: unlike `middleware::from_fn`,
+/// it boxes nothing per request.)
+// tower-http's `ValidateRequest` wants `Result<(), Response>`.
+#[allow(clippy::result_large_err)]
+fn require_token(token: Option<Arc<str>>) -> impl Fn(&mut Request) -> Result<(), Response> + Clone {
+    move |request: &mut Request| {
+        let Some(token) = &token else { return Ok(()) };
+        if matches!(request.uri().path(), "/healthz" | "/readyz") {
+            return Ok(());
+        }
+        let presented = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), token.as_bytes())) {
+            return Ok(());
+        }
         tracing::warn!(path = %request.uri().path(), "refused a request without the right bearer token");
         let mut response = ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -254,21 +261,71 @@ async fn require_token(State(state): State<ServerState>, request: Request, next:
             axum::http::header::WWW_AUTHENTICATE,
             axum::http::HeaderValue::from_static("Bearer"),
         );
-        response
+        Err(response)
     }
 }
 
-async fn count_request(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let status = response.status();
+/// Counts every routed request in `nano_http_requests_total` by route and
+/// status. A plain tower service: `middleware::from_fn` boxes the inner
+/// service and its future on every request, and with the token check it
+/// cost 1.3 µs of the 13 µs an HTTP execution took (perf, A/B builds).
+#[derive(Clone)]
+struct CountRequests<S>(S);
+
+impl<S> tower::Service<Request> for CountRequests<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Counted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        Counted {
+            inner: self.0.call(request),
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A routed request's response, counted when it is ready.
+    struct Counted<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for Counted<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            count_request(this.route.as_ref(), response.status());
+        }
+        Poll::Ready(result)
+    }
+}
+
+fn count_request(matched: Option<&MatchedPath>, status: StatusCode) {
+    let route = matched.map_or("unmatched", MatchedPath::as_str);
     // The common pair has its handle looked up once.
     match (route, status.as_u16()) {
         ("/nodes/{uid}/execute", 200) => metrics::hot().http_execute_ok.increment(1),
         _ => metrics::counter!(metrics::HTTP_REQUESTS, "route" => route.to_owned(), "status" => status.as_u16().to_string())
             .increment(1),
     }
-    response
 }
 
 async fn not_found(request: Request) -> ApiError {
