@@ -579,6 +579,8 @@ mod tests {
             (br#"{"instanceId": 3}"#, "`instanceId`"),
             (br#"{"nodeId": {}}"#, "`nodeId`"),
             (br#"{"input": {}}"#, "unknown field `input`"),
+            (br#"{"inputs": {}, "inputs": {}}"#, "duplicate field `inputs`"),
+            (br#"{"inputs": {"a": 1e999}}"#, "number out of range"),
         ] {
             let err = parse_execute("n", body).unwrap_err();
             assert_eq!(err.code, StatusCode::BAD_REQUEST);
