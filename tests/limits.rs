@@ -144,21 +144,26 @@ async fn websocket_connections_beyond_the_limit_are_refused() {
     .await;
 }
 
+/// `POST /nodes/simple-text/execute` with `body`: the status code and the JSON answer.
+async fn execute_over_http(server: &Server, body: String) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(server.http("/nodes/simple-text/execute"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 #[tokio::test]
 async fn deep_nesting_and_large_inputs_neither_crash_nor_stall_the_server() {
     let server = Server::start(&NodesDir::examples());
     let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
 
     // HTTP: the caller's mistake, so 400 saying why, not a crash or a 500.
-    let response = reqwest::Client::new()
-        .post(server.http("/nodes/simple-text/execute"))
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"inputs": {{"text": {deep}}}}}"#))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (code, body) = execute_over_http(&server, format!(r#"{{"inputs": {{"text": {deep}}}}}"#)).await;
+    assert_eq!(code, 400);
     assert!(
         body["message"].as_str().unwrap().contains("recursion limit exceeded"),
         "{body}"
@@ -195,14 +200,8 @@ async fn deep_nesting_and_large_inputs_neither_crash_nor_stall_the_server() {
         last["message"].as_str().unwrap().contains("number out of range"),
         "{last}"
     );
-    let response = reqwest::Client::new()
-        .post(server.http("/nodes/simple-text/execute"))
-        .body(r#"{"inputs": {"text": 23e33333}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (code, body) = execute_over_http(&server, r#"{"inputs": {"text": 23e33333}}"#.to_owned()).await;
+    assert_eq!(code, 400);
     assert!(
         body["message"].as_str().unwrap().contains("number out of range"),
         "{body}"
