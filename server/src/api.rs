@@ -436,14 +436,15 @@ fn parse_execute(uid: &str, body: &[u8]) -> Result<(ExecutionRequest, Value), Ap
             ));
         }
     };
-    let parameters = match fields.parameters.map(|raw| (raw, raw.get().as_bytes()[0])) {
-        None => "[]".to_owned(),
+    // Kept as a `RawValue` so `graphNode` embeds it without parsing it again.
+    let parameters: Box<RawValue> = match fields.parameters.map(|raw| (raw, raw.get().as_bytes()[0])) {
+        None => RawValue::from_string("[]".to_owned()).expect("`[]` is JSON"),
         Some((raw, b'{')) => {
             // `{name: value}`: the protocol's list, in name order.
             let map: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue> =
                 serde_json::from_str(raw.get()).map_err(|e| ApiError::bad_request(format!("`parameters`: {e}")))?;
             let list: Vec<Parameter<'_>> = map.iter().map(|(name, value)| Parameter { name, value }).collect();
-            serde_json::to_string(&list).expect("parameters serialise")
+            serde_json::value::to_raw_value(&list).expect("parameters serialise")
         }
         Some((raw, b'[')) => {
             if serde_json::from_str::<Vec<NamedParameter<'_>>>(raw.get()).is_err() {
@@ -451,7 +452,7 @@ fn parse_execute(uid: &str, body: &[u8]) -> Result<(ExecutionRequest, Value), Ap
                     "`parameters` as a list must hold objects with a string `name` (and a `value`)",
                 ));
             }
-            raw.get().to_owned()
+            raw.to_owned()
         }
         Some(_) => {
             return Err(ApiError::bad_request(
@@ -472,7 +473,7 @@ fn parse_execute(uid: &str, body: &[u8]) -> Result<(ExecutionRequest, Value), Ap
     let graph_node = serde_json::to_string(&GraphNode {
         id: &node_id,
         uid,
-        parameters: serde_json::from_str(&parameters).expect("parameters were just checked"),
+        parameters: &parameters,
     })
     .expect("graphNode serialises");
     Ok((
@@ -480,7 +481,7 @@ fn parse_execute(uid: &str, body: &[u8]) -> Result<(ExecutionRequest, Value), Ap
             instance_id,
             node_uid: uid.to_owned(),
             inputs,
-            parameters,
+            parameters: String::from(Box::<str>::from(parameters)),
             graph_node,
         },
         node_id,
