@@ -184,14 +184,18 @@ async fn main() -> anyhow::Result<()> {
             ));
         }
     }
+    let peer_ws = (!peer_ws.is_empty()).then(|| median_of(&peer_ws));
     let rounds = Rounds {
-        floor_ws: floor_ws.clone(),
-        nano_ws: nano_ws.clone(),
-        nano_http: nano_http.clone(),
+        floor_ws,
+        nano_ws,
+        nano_http,
         speeds,
     };
-    let (floor_ws, nano_ws, nano_http) = (median_of(floor_ws), median_of(nano_ws), median_of(nano_http));
-    let peer_ws = (!peer_ws.is_empty()).then(|| median_of(peer_ws));
+    let (floor_ws, nano_ws, nano_http) = (
+        median_of(&rounds.floor_ws),
+        median_of(&rounds.nano_ws),
+        median_of(&rounds.nano_http),
+    );
 
     let nano_row = Row {
         ws: Some(nano_ws),
@@ -228,11 +232,11 @@ fn on(server: &Running, load: Load) -> Load {
 }
 
 /// The report with the median throughput; errors in any run count.
-fn median_of(mut reports: Vec<Report>) -> Report {
-    reports.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
-    let errors: u64 = reports.iter().map(|r| r.errors).sum();
-    let mut median = reports.swap_remove(reports.len() / 2);
-    median.errors = errors;
+fn median_of(reports: &[Report]) -> Report {
+    let mut sorted: Vec<&Report> = reports.iter().collect();
+    sorted.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    let mut median = sorted[sorted.len() / 2].clone();
+    median.errors = reports.iter().map(|r| r.errors).sum();
     median
 }
 
