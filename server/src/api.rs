@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     execution::{ExecutionRequest, Executor, Failure, Status, StatusSink, unknown_node_message},
-    http::ServerState,
+    state::ServerState,
 };
 
 /// An error answer: `{"status": "error", "message": …}` with a status code.

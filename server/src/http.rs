@@ -5,10 +5,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -21,122 +18,16 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::{trace::TraceLayer, validate_request::ValidateRequestHeaderLayer};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     api::{self, ApiError},
-    config::Identity,
-    execution::Executor,
     metrics,
-    registry::NodeRegistry,
+    state::ServerState,
     ws,
 };
-
-/// Limits and access rules of the transports.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub auth_token: Option<Arc<str>>,
-    pub max_message_bytes: usize,
-    pub max_connections: usize,
-    pub max_request_bytes: usize,
-}
-
-/// What every handler shares. Cloned for every request and middleware, so
-/// it is one `Arc`.
-#[derive(Clone)]
-pub struct ServerState(Arc<SharedState>);
-
-impl std::ops::Deref for ServerState {
-    type Target = SharedState;
-
-    fn deref(&self) -> &SharedState {
-        &self.0
-    }
-}
-
-/// The fields of [`ServerState`].
-pub struct SharedState {
-    pub identity: Arc<Identity>,
-    pub registry: NodeRegistry,
-    pub executor: Arc<Executor>,
-    pub metrics: PrometheusHandle,
-    pub limits: Arc<Limits>,
-    connections: Arc<AtomicU64>,
-    open_websockets: Arc<AtomicUsize>,
-    /// Flips to true when WebSockets should send their last frames and close.
-    closing: tokio::sync::watch::Sender<bool>,
-    shutting_down: Arc<AtomicBool>,
-    openapi: Arc<OnceLock<String>>,
-}
-
-impl ServerState {
-    pub fn new(identity: Identity, registry: NodeRegistry, executor: Arc<Executor>, limits: Limits) -> Self {
-        Self(Arc::new(SharedState {
-            identity: Arc::new(identity),
-            registry,
-            executor,
-            metrics: metrics::install(),
-            limits: Arc::new(limits),
-            connections: Arc::new(AtomicU64::new(0)),
-            open_websockets: Arc::new(AtomicUsize::new(0)),
-            closing: tokio::sync::watch::channel(false).0,
-            shutting_down: Arc::new(AtomicBool::new(false)),
-            openapi: Arc::new(OnceLock::new()),
-        }))
-    }
-
-    /// A fresh id for a connection or an HTTP execution (an "owner").
-    pub(crate) fn next_connection_id(&self) -> u64 {
-        self.connections.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// From now on: not ready, and no new executions.
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    /// Tells every WebSocket to flush and close (1001, going away).
-    pub fn close_websockets(&self) {
-        self.closing.send_replace(true);
-    }
-
-    /// WebSockets open now.
-    pub fn open_websockets(&self) -> usize {
-        self.open_websockets.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.closing.subscribe()
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// Counts a WebSocket as open until the returned guard is dropped, or
-    /// `None` when `max_connections` are open already.
-    pub(crate) fn admit_websocket(&self) -> Option<OpenWebSocket> {
-        let open = self.open_websockets.fetch_add(1, Ordering::SeqCst);
-        let guard = OpenWebSocket(Arc::clone(&self.open_websockets));
-        (open < self.limits.max_connections).then_some(guard)
-    }
-
-    pub(crate) fn openapi_json(&self) -> String {
-        self.openapi.get().cloned().unwrap_or_default()
-    }
-}
-
-/// One open WebSocket, counted until dropped.
-pub(crate) struct OpenWebSocket(Arc<AtomicUsize>);
-
-impl Drop for OpenWebSocket {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -164,9 +55,7 @@ pub fn router(state: ServerState) -> Router {
         .routes(routes!(api::metrics))
         .routes(routes!(api::openapi))
         .split_for_parts();
-    let _ = state
-        .openapi
-        .set(document.to_json().expect("the OpenAPI document serialises"));
+    state.set_openapi_json(document.to_json().expect("the OpenAPI document serialises"));
     router
         .route_layer(tower::layer::layer_fn(CountRequests))
         .fallback(not_found)

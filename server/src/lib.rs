@@ -18,5 +18,6 @@ pub mod protocol;
 pub mod reconcile;
 pub mod registry;
 pub mod scaffold;
+pub mod state;
 pub mod watcher;
 pub mod ws;

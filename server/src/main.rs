@@ -14,10 +14,11 @@ use nano_server::{
     build,
     config::{Config, Overrides},
     execution::Executor,
-    http::{self, ServerState},
+    http,
     loader::{self, Loader},
     reconcile::Reconciler,
     registry::NodeRegistry,
+    state::{Limits, ServerState},
     watcher,
 };
 use tracing_subscriber::EnvFilter;
@@ -362,7 +363,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.max_queued_executions,
         config.execution_timeout,
     );
-    let limits = http::Limits {
+    let limits = Limits {
         auth_token: config.auth_token.as_deref().map(Into::into),
         max_message_bytes: config.max_message_bytes,
         max_connections: config.max_connections,

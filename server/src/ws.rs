@@ -16,9 +16,9 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use crate::{
     execution::{Failure, Status, StatusSink},
-    http::{OpenWebSocket, ServerState},
     metrics,
     protocol::{self, ClientMessage},
+    state::{OpenWebSocket, ServerState},
 };
 
 /// A ping goes out this often…
