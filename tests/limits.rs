@@ -169,8 +169,8 @@ async fn deep_nesting_and_large_inputs_neither_crash_nor_stall_the_server() {
         "{body}"
     );
 
-    // WebSocket: the envelope is read first, so each request drowned in
-    // nesting is answered with an error saying why; the connection carries on.
+    // WebSocket: each request drowned in nesting is refused before anything
+    // runs (its only status is the error saying why); the connection carries on.
     let mut client = Client::connect(&server).await;
     for n in 0..20 {
         client
@@ -181,6 +181,7 @@ async fn deep_nesting_and_large_inputs_neither_crash_nor_stall_the_server() {
     }
     for n in 0..20 {
         let statuses = client.statuses_until_final(&format!("deep-{n}"), &json!(1)).await;
+        assert_eq!(statuses.len(), 1, "no `running` before the error: {statuses:?}");
         let last = final_status(&statuses);
         assert_eq!(last["type"], "error");
         assert!(
@@ -194,6 +195,7 @@ async fn deep_nesting_and_large_inputs_neither_crash_nor_stall_the_server() {
         .send_text(r#"{"type": "request_execution", "instanceId": "huge", "payload": {"nodeId": 1, "nodeUid": "simple-text", "inputs": {"text": 23e33333}}}"#)
         .await;
     let statuses = client.statuses_until_final("huge", &json!(1)).await;
+    assert_eq!(statuses.len(), 1, "no `running` before the error: {statuses:?}");
     let last = final_status(&statuses);
     assert_eq!(last["type"], "error");
     assert!(

@@ -6,7 +6,6 @@
 //! status of the execution through it.
 
 use std::{
-    borrow::Cow,
     collections::HashMap,
     sync::{
         Arc, Condvar, Mutex,
@@ -38,15 +37,26 @@ pub struct ExecutionRequest {
     pub graph_node: String,
 }
 
-/// A NodeStatus on its way to the caller.
+/// A NodeStatus on its way to the caller; [`crate::protocol`] encodes it.
 #[derive(Debug, Clone)]
 pub enum Status {
-    /// A non-final status object (`running` and the node's own), as JSON.
-    Update(Cow<'static, str>),
+    /// The status every execution starts with.
+    Running,
+    /// A node's own non-final status: its kind, and the NodeStatus object as
+    /// the node wrote it.
+    Update(UpdateKind, String),
     /// The final success, with the outputs object.
     Complete(Box<RawValue>),
     /// The final failure: why, and the message.
     Error(Failure, String),
+}
+
+/// The kinds of non-final status a node may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    Running,
+    Idle,
+    Missing,
 }
 
 /// Why an execution failed; transports map it to their own codes.
@@ -85,27 +95,20 @@ impl Status {
         Self::Error(failure, message.into())
     }
 
-    /// The `running` status every execution starts with (the Python SDK's message).
-    fn running() -> Self {
-        Self::Update(Cow::Borrowed(r#"{"type":"running","message":"Starting execution..."}"#))
-    }
-
-    /// The NodeStatus object as JSON.
-    pub fn to_json(&self) -> Cow<'_, str> {
+    /// The status's `type`, also the name of its Server-Sent Event.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Self::Update(json) => Cow::Borrowed(json),
-            // The message is the Python SDK's, so orchestrators see the same.
-            Self::Complete(outputs) => Cow::Owned(format!(
-                r#"{{"type":"complete","message":"Execution finished.","outputs":{}}}"#,
-                outputs.get()
-            )),
-            Self::Error(_, message) => Cow::Owned(serde_json::json!({"type": "error", "message": message}).to_string()),
+            Self::Running | Self::Update(UpdateKind::Running, _) => "running",
+            Self::Update(UpdateKind::Idle, _) => "idle",
+            Self::Update(UpdateKind::Missing, _) => "missing",
+            Self::Complete(_) => "complete",
+            Self::Error(..) => "error",
         }
     }
 
     /// Whether this status ends the execution.
     pub fn is_final(&self) -> bool {
-        !matches!(self, Self::Update(_))
+        matches!(self, Self::Complete(_) | Self::Error(..))
     }
 }
 
@@ -353,7 +356,7 @@ impl Executor {
                 .increment(1);
             sink.send(Status::error(
                 Failure::UnknownNode,
-                unknown_node_message(&request.node_uid),
+                crate::protocol::unknown_node_message(&request.node_uid),
             ));
             return;
         };
@@ -424,7 +427,7 @@ impl Executor {
         let final_status = if state.is_aborted() {
             Status::error(Failure::Aborted, ABORTED)
         } else {
-            state.forward(Status::running());
+            state.forward(Status::Running);
             let timer = self.timeout.and_then(|limit| self.start_timer(limit, &state));
             self.busy.fetch_add(1, Ordering::SeqCst);
             hot.in_flight.increment(1.0);
@@ -645,29 +648,28 @@ impl HostCallbacks for ExecutionState {
             kind: &'a str,
         }
         let json = status.as_str();
-        match serde_json::from_str::<Kind<'_>>(json) {
-            Ok(Kind {
-                kind: "idle" | "running" | "missing",
-            }) => self.forward(Status::Update(Cow::Owned(json.to_owned()))),
+        let kind = match serde_json::from_str::<Kind<'_>>(json) {
+            Ok(Kind { kind: "running" }) => UpdateKind::Running,
+            Ok(Kind { kind: "idle" }) => UpdateKind::Idle,
+            Ok(Kind { kind: "missing" }) => UpdateKind::Missing,
             Ok(Kind { kind }) => {
                 tracing::warn!(
                     kind,
                     "dropped a `{kind}` status sent by a node: nodes return outputs or errors instead"
-                )
+                );
+                return;
             }
-            Err(err) => tracing::warn!(%err, "dropped a malformed status sent by a node"),
-        }
+            Err(err) => {
+                tracing::warn!(%err, "dropped a malformed status sent by a node");
+                return;
+            }
+        };
+        self.forward(Status::Update(kind, json.to_owned()));
     }
 
     fn is_aborted(&self) -> bool {
         ExecutionState::is_aborted(self)
     }
-}
-
-/// The error for a uid nobody serves.
-pub fn unknown_node_message(uid: &str) -> String {
-    // The Python SDK's wording, which orchestrators may match on.
-    format!("Node definition not found: {uid}")
 }
 
 fn run_node(node: &NodeHandle, request: &ExecutionRequest, state: &ExecutionState) -> Result<String, String> {

@@ -52,7 +52,7 @@ pub fn router(state: ServerState) -> Router {
         .routes(routes!(api::stop_instance))
         .routes(routes!(api::healthz))
         .routes(routes!(api::readyz))
-        .routes(routes!(api::metrics))
+        .routes(routes!(api::render_metrics))
         .routes(routes!(api::openapi))
         .split_for_parts();
     state.set_openapi_json(document.to_json().expect("the OpenAPI document serialises"));

@@ -21,3 +21,9 @@ pub mod scaffold;
 pub mod state;
 pub mod watcher;
 pub mod ws;
+
+/// Locks a mutex, taking the data even if a thread panicked holding it: every
+/// lock in the server guards data that stays consistent between statements.
+pub(crate) fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

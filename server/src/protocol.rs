@@ -1,12 +1,18 @@
-//! The Nano wire protocol: decoding client frames, encoding server frames.
-//! See PROTOCOL.md of the project (`GET /` and the WebSocket on `/`).
+//! The Nano wire protocol: every JSON the server reads from a client or
+//! writes to one. Client frames and execute bodies in (one constructor makes
+//! an [`ExecutionRequest`] for both transports), server frames, `node_status`
+//! payloads and Server-Sent Event data out. `docs/PROTOCOL.md` describes it.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{config::Identity, execution::ExecutionRequest, registry::Snapshot};
+use crate::{
+    config::Identity,
+    execution::{ExecutionRequest, Status},
+    registry::Snapshot,
+};
 
 /// A frame from the client that the server acts on.
 #[derive(Debug)]
@@ -62,8 +68,9 @@ struct ExecutionPayload<'a> {
     inputs: Option<&'a RawValue>,
 }
 
+/// The part of a request's `graphNode` the server reads.
 #[derive(Deserialize)]
-struct GraphNode<'a> {
+struct GraphNodeParameters<'a> {
     #[serde(borrow)]
     parameters: Option<&'a RawValue>,
 }
@@ -111,37 +118,70 @@ fn decode_execution(
         node_id: node_id.clone(),
         reason: reason.to_owned(),
     };
-    let inputs = match payload.inputs.map(RawValue::get) {
-        None | Some("null") => "{}",
-        Some(obj) if obj.starts_with('{') => obj,
-        Some(_) => {
-            return Ok(invalid("`inputs` must be an object mapping input names to values"));
-        }
-    };
     let (graph_node, parameters) = match payload.graph_node.map(RawValue::get) {
-        None | Some("null") => ("null", "[]"),
+        None | Some("null") => ("null", None),
         Some(obj) if obj.starts_with('{') => {
-            let Ok(graph) = serde_json::from_str::<GraphNode<'_>>(obj) else {
+            let Ok(graph) = serde_json::from_str::<GraphNodeParameters<'_>>(obj) else {
                 return Ok(invalid("`graphNode` is not a valid object"));
             };
             match graph.parameters.map(RawValue::get) {
-                None | Some("null") => (obj, "[]"),
-                Some(list) if list.starts_with('[') => (obj, list),
+                None | Some("null") => (obj, None),
+                Some(list) if list.starts_with('[') => (obj, graph.parameters),
                 Some(_) => return Ok(invalid("`graphNode.parameters` must be a list")),
             }
         }
         Some(_) => return Ok(invalid("`graphNode` must be an object")),
     };
-    Ok(ClientMessage::RequestExecution {
-        node_id,
-        request: ExecutionRequest {
-            instance_id,
-            node_uid,
-            inputs: inputs.to_owned(),
-            parameters: parameters.to_owned(),
-            graph_node: graph_node.to_owned(),
-        },
+    match execution_request(
+        instance_id.clone(),
+        node_uid,
+        payload.inputs,
+        parameters,
+        graph_node.to_owned(),
+    ) {
+        Ok(request) => Ok(ClientMessage::RequestExecution { node_id, request }),
+        Err(reason) => Ok(invalid(&reason)),
+    }
+}
+
+/// Makes the request both transports run, checking what the node will
+/// parse: `inputs` an object, `parameters` a list, and `inputs` and
+/// `graph_node` (which holds the parameters) free of nesting beyond
+/// serde_json's recursion limit and of numbers beyond f64's range, so such a
+/// request is refused before anything runs. `None` inputs or parameters
+/// mean none given.
+pub(crate) fn execution_request(
+    instance_id: String,
+    node_uid: String,
+    inputs: Option<&RawValue>,
+    parameters: Option<&RawValue>,
+    graph_node: String,
+) -> Result<ExecutionRequest, String> {
+    let inputs = match inputs.map(RawValue::get) {
+        None | Some("null") => "{}",
+        Some(obj) if obj.starts_with('{') => obj,
+        Some(_) => return Err("`inputs` must be an object mapping input names to values".to_owned()),
+    };
+    let parameters = match parameters.map(RawValue::get) {
+        None | Some("null") => "[]",
+        Some(list) if list.starts_with('[') => list,
+        Some(_) => return Err("`parameters` must be a list of {name, value} objects".to_owned()),
+    };
+    check_json(inputs).map_err(|e| format!("`inputs`: {e}"))?;
+    check_json(&graph_node).map_err(|e| format!("`graphNode`: {e}"))?;
+    Ok(ExecutionRequest {
+        instance_id,
+        node_uid,
+        inputs: inputs.to_owned(),
+        parameters: parameters.to_owned(),
+        graph_node,
     })
+}
+
+/// Checks JSON text as `serde_json::Value` would parse it (numbers in
+/// range, nesting bounded) without allocating anything.
+pub(crate) fn check_json(json: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<CheckedJson>(json).map(drop)
 }
 
 /// The `GET /` status document.
@@ -256,12 +296,98 @@ pub fn node_status_prefix(identity: &Identity, instance_id: &str, node_id: &RawV
 }
 
 /// A complete `node_status` frame.
-pub fn node_status(prefix: &str, status_json: &str) -> String {
-    let mut frame = String::with_capacity(prefix.len() + status_json.len() + 2);
+pub(crate) fn node_status(prefix: &str, status: &Status) -> String {
+    let status = status_object(status);
+    let mut frame = String::with_capacity(prefix.len() + status.len() + 2);
     frame.push_str(prefix);
-    frame.push_str(status_json);
+    frame.push_str(&status);
     frame.push_str("}}");
     frame
+}
+
+/// The NodeStatus object of a status, as JSON. The fixed messages are the
+/// Python SDK's, so orchestrators see the same.
+pub(crate) fn status_object(status: &Status) -> Cow<'_, str> {
+    match status {
+        Status::Running => Cow::Borrowed(r#"{"type":"running","message":"Starting execution..."}"#),
+        Status::Update(_, json) => Cow::Borrowed(json),
+        Status::Complete(outputs) => Cow::Owned(format!(
+            r#"{{"type":"complete","message":"Execution finished.","outputs":{}}}"#,
+            outputs.get()
+        )),
+        Status::Error(_, message) => Cow::Owned(serde_json::json!({"type": "error", "message": message}).to_string()),
+    }
+}
+
+/// The `data` of one Server-Sent Event of `POST /nodes/{uid}/execute`:
+/// `{"instanceId", "nodeId", "status"}`; the event's name is `status.kind()`.
+pub(crate) fn sse_data(instance_id: &str, node_id: &serde_json::Value, status: &Status) -> String {
+    format!(
+        r#"{{"instanceId":{},"nodeId":{node_id},"status":{}}}"#,
+        serde_json::Value::from(instance_id),
+        status_object(status)
+    )
+}
+
+/// The error for a uid nobody serves (the Python SDK's wording, which
+/// orchestrators may match on).
+pub(crate) fn unknown_node_message(uid: &str) -> String {
+    format!("Node definition not found: {uid}")
+}
+
+/// Any JSON value, checked through and thrown away: numbers are parsed
+/// (so one beyond f64's range is refused, as `Value` would) and nesting is
+/// limited, but nothing is allocated. `IgnoredAny` skips numbers unchecked.
+struct CheckedJson;
+
+impl<'de> serde::Deserialize<'de> for CheckedJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedJsonVisitor)
+    }
+}
+
+struct CheckedJsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedJsonVisitor {
+    type Value = CheckedJson;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_unit<E>(self) -> Result<CheckedJson, E> {
+        Ok(CheckedJson)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<CheckedJson, A::Error> {
+        while seq.next_element::<CheckedJson>()?.is_some() {}
+        Ok(CheckedJson)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CheckedJson, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, CheckedJson>()?.is_some() {}
+        Ok(CheckedJson)
+    }
 }
 
 #[cfg(test)]
@@ -334,11 +460,30 @@ mod tests {
             nanocore_http_endpoint: String::new(),
         };
         let id = RawValue::from_string("7".into()).unwrap();
-        let frame = node_status(&node_status_prefix(&identity, "inst", &id), r#"{"type":"running"}"#);
+        let frame = node_status(&node_status_prefix(&identity, "inst", &id), &Status::Running);
         let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
         assert_eq!(v["payload"]["nodeId"], 7);
         assert_eq!(v["serverUid"], "s\"q");
         assert_eq!(v["payload"]["status"]["type"], "running");
+    }
+
+    #[test]
+    fn nesting_and_huge_numbers_are_refused_before_anything_runs() {
+        let deep = format!("{}1{}", "[".repeat(5_000), "]".repeat(5_000));
+        for (inputs, needle) in [
+            (format!(r#"{{"a":{deep}}}"#), "recursion limit exceeded"),
+            (r#"{"a":23e33333}"#.to_owned(), "number out of range"),
+        ] {
+            let frame = format!(
+                r#"{{"type":"request_execution","instanceId":"i","payload":{{"nodeId":1,"nodeUid":"n","inputs":{inputs}}}}}"#
+            );
+            let Ok(ClientMessage::InvalidExecution { reason, .. }) = decode(&frame) else {
+                panic!("expected InvalidExecution for {needle}");
+            };
+            assert!(reason.contains(needle), "{reason}");
+        }
+        let graph = r#"{"type":"request_execution","instanceId":"i","payload":{"nodeId":1,"nodeUid":"n","graphNode":{"parameters":[{"name":"p","value":1e999}]}}}"#;
+        assert!(matches!(decode(graph), Ok(ClientMessage::InvalidExecution { .. })));
     }
 }
 

@@ -239,7 +239,7 @@ impl ConnectionSink {
 impl StatusSink for ConnectionSink {
     fn send(&self, status: Status) {
         // A closed outbox means the client left; its executions are aborted.
-        let frame = protocol::node_status(&self.prefix, &status.to_json());
+        let frame = protocol::node_status(&self.prefix, &status);
         let _ = self.outbox.send(Message::Text(frame.into()));
     }
 }
