@@ -46,12 +46,15 @@ fn library_path() -> PathBuf {
 fn abi(c: &mut Criterion) {
     let path = library_path();
     let loader = Loader::new().expect("a private folder for library copies");
-    let library = loader.load(&path).unwrap_or_else(|e| {
-        panic!(
-            "loading {}: {e} (cargo build --release -p simple_text_node)",
-            path.display()
-        )
-    });
+    let loaded = std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| loader.load_bytes(&path, &bytes).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "loading {}: {e} (cargo build --release -p simple_text_node)",
+                path.display()
+            )
+        });
     let host = Host;
     let call = || {
         let call = ExecuteCall {
@@ -61,7 +64,10 @@ fn abi(c: &mut Criterion) {
             parameters: PARAMETERS.into(),
             graph_node: "null".into(),
         };
-        library.execute(call, HostCallbacks_TO::from_ptr(RRef::new(&host), TD_Opaque))
+        (loaded.module.execute())(call, HostCallbacks_TO::from_ptr(RRef::new(&host), TD_Opaque))
+            .into_result()
+            .map(String::from)
+            .map_err(String::from)
     };
     assert_eq!(call().as_deref(), Ok(EXPECTED));
 

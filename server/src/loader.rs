@@ -14,29 +14,26 @@ use std::{
     fmt, fs,
     path::{Path, PathBuf},
     sync::{
-        Mutex,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
-        mpsc,
     },
-    time::{Duration, Instant},
 };
 
 use abi_stable::{
     library::{LibHeader, LibraryError, RootModule, lib_header_from_path},
     std_types::RResult,
 };
-use nano_plugin_abi::ffi::{ExecuteCall, HostRef, PluginModuleRef};
+use nano_plugin_abi::ffi::PluginModuleRef;
 use serde_json::Value;
 
-/// A library that loaded and passed every check.
-pub struct Library {
-    /// The file under `nodes_path` it was loaded from.
-    pub path: PathBuf,
+/// A library mapped into this process that passed every check.
+pub struct LoadedModule {
     /// The nano-plugin-abi version it was built against.
     pub abi_version: String,
     /// Its nodes, in the order the library lists them.
     pub nodes: Vec<NodeInfo>,
-    module: PluginModuleRef,
+    /// Its root module: the functions the host calls.
+    pub module: PluginModuleRef,
 }
 
 /// One node a library exports.
@@ -45,29 +42,8 @@ pub struct NodeInfo {
     pub version: String,
     /// The definition exactly as the plugin gave it (plus `"type": "server"`).
     pub definition: Value,
-    /// Set on its first execution.
-    pub metrics: std::sync::OnceLock<crate::metrics::NodeMetrics>,
-}
-
-impl fmt::Debug for Library {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Library")
-            .field("path", &self.path)
-            .field("abi_version", &self.abi_version)
-            .field("nodes", &self.nodes.iter().map(|n| &n.uid).collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Library {
-    /// Runs node `call.node_index`; blocks until the node returns. Never
-    /// panics: the plugin side catches panics and returns them as errors.
-    pub fn execute(&self, call: ExecuteCall<'_>, host: HostRef<'_>) -> Result<String, String> {
-        match (self.module.execute())(call, host) {
-            RResult::ROk(outputs) => Ok(outputs.into_string()),
-            RResult::RErr(message) => Err(message.into_string()),
-        }
-    }
+    /// Set on its first execution; shared with the executor.
+    pub metrics: Arc<OnceLock<crate::metrics::NodeMetrics>>,
 }
 
 /// Why a file was not loaded.
@@ -108,18 +84,12 @@ impl Loader {
         })
     }
 
-    /// Loads the library at `path` through a fresh private copy.
-    pub fn load(&self, path: &Path) -> Result<Library, LoadError> {
-        let bytes = fs::read(path).map_err(LoadError::Copy)?;
-        self.load_bytes(path, &bytes)
-    }
-
     /// Loads `bytes`, read from `path`. Read once: the bytes checked are the
     /// bytes copied and loaded, even if the file is rewritten meanwhile.
-    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Library, LoadError> {
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<LoadedModule, LoadError> {
         check_object_file(bytes)?;
         let copy = self.private_copy(path, bytes)?;
-        let loaded = load_from(&copy, path);
+        let loaded = load_from(&copy);
         // The mapping outlives the file on Unix, so the copy can go now; on
         // other systems it stays until the private folder is removed at exit.
         if cfg!(unix) {
@@ -154,7 +124,7 @@ fn check_object_file(bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn load_from(copy: &Path, original: &Path) -> Result<Library, LoadError> {
+fn load_from(copy: &Path) -> Result<LoadedModule, LoadError> {
     let header = lib_header_from_path(copy).map_err(|err| match err {
         LibraryError::OpenError { err, .. } => LoadError::Open(err.to_string()),
         LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin(
@@ -167,93 +137,11 @@ fn load_from(copy: &Path, original: &Path) -> Result<Library, LoadError> {
         RResult::ROk(json) => json.into_string(),
         RResult::RErr(message) => return Err(LoadError::Init(message.into_string())),
     };
-    let library = Library {
-        path: original.to_owned(),
+    Ok(LoadedModule {
         abi_version: header.version_strings().version.as_str().to_owned(),
         nodes: parse_definitions(&definitions)?,
         module,
-    };
-    LOADED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((library.path.clone(), library.abi_version.clone(), module));
-    Ok(library)
-}
-
-/// Every library version loaded in this process, in load order: they stay
-/// mapped for its whole life (see the module docs), so their shutdown hooks
-/// are owed even after a swap replaced them. Process-wide, like the mappings.
-static LOADED: Mutex<Vec<(PathBuf, String, PluginModuleRef)>> = Mutex::new(Vec::new());
-
-/// What [`run_shutdown_hooks`] did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct HooksReport {
-    /// Hooks that returned `Ok`.
-    pub ran: usize,
-    /// Hooks that returned an error or panicked (logged).
-    pub failed: usize,
-    /// Libraries built against a nano-plugin-abi without the hook.
-    pub without_hook: usize,
-    /// Hooks still running when the budget ran out (logged, left behind).
-    pub unfinished: usize,
-}
-
-/// Calls the shutdown hook of every library version loaded in this process,
-/// one after the other on a thread of their own, waiting at most `budget`
-/// in total. A hook that overstays is left running: the process exits soon.
-pub fn run_shutdown_hooks(budget: Duration) -> HooksReport {
-    let loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let total = loaded.len();
-    let mut report = HooksReport::default();
-    let (sender, results) = mpsc::channel();
-    let hooks = std::thread::Builder::new()
-        .name("shutdown-hooks".to_owned())
-        .spawn(move || {
-            for (path, abi_version, module) in loaded {
-                // `None` when the library predates the hook (nano-plugin-abi 0.1.0).
-                let outcome = module
-                    .shutdown()
-                    .map(|hook| hook().into_result().map_err(|e| e.into_string()));
-                if sender.send((path, abi_version, outcome)).is_err() {
-                    return;
-                }
-            }
-        });
-    if let Err(err) = hooks {
-        tracing::warn!(%err, "cannot start a thread for the plugins' shutdown hooks; skipped");
-        report.unfinished = total;
-        return report;
-    }
-    let deadline = Instant::now() + budget;
-    for _ in 0..total {
-        let Ok((path, abi_version, outcome)) = results.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        else {
-            break;
-        };
-        match outcome {
-            Some(Ok(())) => report.ran += 1,
-            Some(Err(message)) => {
-                report.failed += 1;
-                tracing::warn!(path = %path.display(), "shutdown hook failed: {message}");
-            }
-            None => {
-                report.without_hook += 1;
-                tracing::debug!(
-                    path = %path.display(),
-                    "no shutdown hook: built against nano-plugin-abi {abi_version}"
-                );
-            }
-        }
-    }
-    report.unfinished = total - report.ran - report.failed - report.without_hook;
-    if report.unfinished > 0 {
-        tracing::warn!(
-            unfinished = report.unfinished,
-            budget_ms = budget.as_millis() as u64,
-            "plugin shutdown hooks still running after the budget; not waiting for them"
-        );
-    }
-    report
+    })
 }
 
 fn init_module(header: &'static LibHeader) -> Result<PluginModuleRef, LoadError> {
@@ -349,7 +237,7 @@ fn parse_definitions(json: &str) -> Result<Vec<NodeInfo>, LoadError> {
                 uid,
                 version,
                 definition,
-                metrics: std::sync::OnceLock::new(),
+                metrics: Arc::default(),
             })
         })
         .collect()

@@ -13,9 +13,8 @@ use clap::Parser;
 use nano_server::{
     build,
     config::{Config, Overrides},
-    execution::Executor,
+    execution::{Backend, Executor, InProcess},
     http,
-    loader::{self, Loader},
     reconcile::Reconciler,
     registry::NodeRegistry,
     state::{Limits, ServerState},
@@ -207,23 +206,26 @@ fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
 }
 
 fn inspect(library: &std::path::Path, json: bool) -> ExitCode {
-    let loaded = Loader::new()
-        .map_err(|e| e.to_string())
-        .and_then(|loader| loader.load(library).map_err(|e| e.to_string()));
+    let loaded = std::fs::read(library)
+        .map_err(|e| format!("cannot read the file: {e}"))
+        .and_then(|bytes| {
+            let backend = InProcess::new(1).map_err(|e| e.to_string())?;
+            backend.load(library, &bytes).map_err(|e| e.to_string())
+        });
     match loaded {
-        Ok(library) => {
+        Ok(loaded) => {
             if json {
-                let definitions: Vec<&serde_json::Value> = library.nodes.iter().map(|n| &n.definition).collect();
+                let definitions: Vec<&serde_json::Value> = loaded.nodes.iter().map(|n| &n.definition).collect();
                 println!("{}", serde_json::to_string_pretty(&definitions).unwrap_or_default());
             } else {
-                println!("library: {}", library.path.display());
+                println!("library: {}", library.display());
                 println!(
                     "abi:     nano-plugin-abi {} (this server: {})",
-                    library.abi_version,
+                    loaded.abi_version,
                     nano_plugin_abi::ABI_VERSION
                 );
                 println!("nodes:");
-                print_node_table(library.nodes.iter().map(|n| (n, None)));
+                print_node_table(loaded.nodes.iter().map(|n| (n, None)));
             }
             ExitCode::SUCCESS
         }
@@ -282,15 +284,15 @@ fn list_nodes(config_path: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let loader = match Loader::new() {
-        Ok(loader) => loader,
+    let backend: std::sync::Arc<dyn Backend> = match InProcess::new(1) {
+        Ok(backend) => std::sync::Arc::new(backend),
         Err(err) => {
             eprintln!("nano-server nodes: {err}");
             return ExitCode::FAILURE;
         }
     };
     let registry = NodeRegistry::new();
-    let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone())
+    let mut reconciler = Reconciler::new(backend, registry.clone(), config.nodes_path.clone())
         .allow_insecure_permissions(config.allow_insecure_permissions);
     let report = match reconciler.reconcile(&HashSet::new()) {
         Ok(report) => report,
@@ -303,10 +305,7 @@ fn list_nodes(config_path: &std::path::Path) -> ExitCode {
     println!("{} node(s) from {}:", snapshot.uids.len(), config.nodes_path.display());
     print_node_table(snapshot.uids.iter().filter_map(|uid| {
         let handle = snapshot.get(uid)?;
-        Some((
-            &handle.library.nodes[handle.index as usize],
-            Some(handle.library.path.as_path()),
-        ))
+        Some((handle.info(), Some(handle.library.path.as_path())))
     }));
     for (path, reason) in &report.refused {
         println!("refused {}: {reason}", path.display());
@@ -326,10 +325,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             metrics.run_upkeep();
         }
     });
-    let loader = Loader::new().context("cannot create the folder for private library copies")?;
+    let backend = InProcess::new(config.max_concurrent_executions)
+        .context("cannot create the folder for private library copies")?;
     let registry = NodeRegistry::new();
-    let mut reconciler = Reconciler::new(loader, registry.clone(), config.nodes_path.clone())
-        .allow_insecure_permissions(config.allow_insecure_permissions);
+    let mut reconciler = Reconciler::new(
+        std::sync::Arc::new(backend),
+        registry.clone(),
+        config.nodes_path.clone(),
+    )
+    .allow_insecure_permissions(config.allow_insecure_permissions);
     let builder = if config.build_sources {
         let builder = build::SourceBuilder::start(config.nodes_path.clone(), BUILD_RELEASE)
             .context("cannot start the source builder")?;
@@ -357,12 +361,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
 
-    let executor = Executor::new(
-        registry.clone(),
+    let executor = std::sync::Arc::new(Executor::new(
         config.max_concurrent_executions,
         config.max_queued_executions,
         config.execution_timeout,
-    );
+    ));
     let limits = Limits {
         auth_token: config.auth_token.as_deref().map(Into::into),
         max_message_bytes: config.max_message_bytes,
@@ -451,7 +454,8 @@ async fn drain_on_signal(state: ServerState, grace: std::time::Duration) {
     while state.open_websockets() > 0 && Instant::now() < closing {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let hooks = tokio::task::spawn_blocking(|| loader::run_shutdown_hooks(SHUTDOWN_HOOKS_BUDGET))
+    let registry = state.registry.clone();
+    let hooks = tokio::task::spawn_blocking(move || registry.run_shutdown_hooks(SHUTDOWN_HOOKS_BUDGET))
         .await
         .unwrap_or_default();
     tracing::info!(

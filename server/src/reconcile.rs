@@ -10,13 +10,15 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Instant, SystemTime},
 };
 
 use crate::{
-    loader::{self, Library, LoadError, Loader},
+    execution::Backend,
+    loader::{self, LoadError},
     metrics,
-    registry::NodeRegistry,
+    registry::{Library, NodeRegistry},
 };
 
 /// What one pass changed.
@@ -48,7 +50,7 @@ struct Seen {
 
 /// Brings the registry in line with the files under `root`.
 pub struct Reconciler {
-    loader: Loader,
+    backend: Arc<dyn Backend>,
     registry: NodeRegistry,
     root: PathBuf,
     allow_insecure: bool,
@@ -56,9 +58,9 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(loader: Loader, registry: NodeRegistry, root: PathBuf) -> Self {
+    pub fn new(backend: Arc<dyn Backend>, registry: NodeRegistry, root: PathBuf) -> Self {
         Self {
-            loader,
+            backend,
             registry,
             root,
             allow_insecure: false,
@@ -164,11 +166,19 @@ impl Reconciler {
             self.seen.insert(path.to_owned(), record);
             return None;
         }
-        let result = if self.allow_insecure {
-            self.loader.load_bytes(path, &bytes)
+        let trusted = if self.allow_insecure {
+            Ok(())
         } else {
-            loader::check_permissions(path, &self.root).and_then(|()| self.loader.load_bytes(path, &bytes))
+            loader::check_permissions(path, &self.root)
         };
+        let result = trusted
+            .and_then(|()| self.backend.load(path, &bytes))
+            .map(|loaded| Library {
+                path: path.to_owned(),
+                abi_version: loaded.abi_version,
+                nodes: loaded.nodes,
+                runtime: loaded.runtime,
+            });
         let library = match result {
             Ok(library) => {
                 record.served = Some(hash);

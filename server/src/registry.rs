@@ -13,13 +13,47 @@ use arc_swap::ArcSwap;
 use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
-use crate::loader::Library;
+use crate::{
+    execution::{LibraryRuntime, Target},
+    loader::NodeInfo,
+    lock,
+};
 
-/// One servable node: the library that runs it and its index there.
+/// One library version as served: where it came from, what it exports, and
+/// the runtime its nodes run on (whichever backend loaded it).
+pub struct Library {
+    /// The file under `nodes_path` it was loaded from.
+    pub path: PathBuf,
+    /// The nano-plugin-abi version it was built against.
+    pub abi_version: String,
+    /// Its nodes, in the order the library lists them.
+    pub nodes: Vec<NodeInfo>,
+    pub runtime: Arc<dyn LibraryRuntime>,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library")
+            .field("path", &self.path)
+            .field("abi_version", &self.abi_version)
+            .field("nodes", &self.nodes.iter().map(|n| &n.uid).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One servable node: the library that exports it, and what the executor
+/// needs to run it.
 #[derive(Clone)]
 pub struct NodeHandle {
     pub library: Arc<Library>,
-    pub index: u32,
+    pub target: Target,
+}
+
+impl NodeHandle {
+    /// The node's entry in its library.
+    pub fn info(&self) -> &NodeInfo {
+        &self.library.nodes[self.target.node_index as usize]
+    }
 }
 
 /// An immutable view of what is served.
@@ -55,7 +89,12 @@ impl Snapshot {
                 }
                 let handle = NodeHandle {
                     library: Arc::clone(library),
-                    index: index as u32,
+                    target: Target {
+                        uid: node.uid.as_str().into(),
+                        runtime: Arc::clone(&library.runtime),
+                        node_index: index as u32,
+                        metrics: Arc::clone(&node.metrics),
+                    },
                 };
                 nodes.insert(node.uid.clone(), handle);
                 uids.push(node.uid.clone());
@@ -88,6 +127,8 @@ pub struct NodeRegistry {
 struct Inner {
     snapshot: ArcSwap<Snapshot>,
     libraries: Mutex<BTreeMap<PathBuf, Arc<Library>>>,
+    /// Versions no longer served whose shutdown hook is still owed.
+    retired: Mutex<Vec<Arc<Library>>>,
     updates: broadcast::Sender<Arc<Snapshot>>,
 }
 
@@ -99,6 +140,7 @@ impl NodeRegistry {
             inner: Arc::new(Inner {
                 snapshot: ArcSwap::from_pointee(Snapshot::build(&libraries)),
                 libraries: Mutex::new(libraries),
+                retired: Mutex::new(Vec::new()),
                 updates,
             }),
         }
@@ -112,7 +154,8 @@ impl NodeRegistry {
     /// Applies a batch of changes with one snapshot and one update to
     /// subscribers: `loaded` libraries replace whatever their path served,
     /// `removed` paths stop being served. Executions already running keep
-    /// the version they started on. Returns the versions replaced or removed.
+    /// the version they started on; the versions replaced or removed are
+    /// retired (see [`LibraryRuntime::retire`]) and returned.
     pub fn apply(&self, loaded: Vec<Library>, removed: &[PathBuf]) -> Vec<Arc<Library>> {
         if loaded.is_empty() && removed.is_empty() {
             return Vec::new();
@@ -126,21 +169,28 @@ impl NodeRegistry {
                 previous.extend(libraries.remove(path));
             }
         });
+        let owed = previous.iter().filter(|old| old.runtime.retire()).cloned();
+        lock(&self.inner.retired).extend(owed);
         previous
     }
 
     /// The library served for `path`, if any.
     pub fn library(&self, path: &std::path::Path) -> Option<Arc<Library>> {
-        self.inner
-            .libraries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(path)
-            .cloned()
+        lock(&self.inner.libraries).get(path).cloned()
+    }
+
+    /// The server is stopping: retires every version still served and
+    /// returns every version whose shutdown hook is owed, replaced ones first.
+    /// (The served set is left as it is: nothing executes any more.)
+    pub fn retire_all(&self) -> Vec<Arc<Library>> {
+        let served: Vec<Arc<Library>> = lock(&self.inner.libraries).values().cloned().collect();
+        let mut owed = std::mem::take(&mut *lock(&self.inner.retired));
+        owed.extend(served.into_iter().filter(|library| library.runtime.retire()));
+        owed
     }
 
     fn update(&self, change: impl FnOnce(&mut BTreeMap<PathBuf, Arc<Library>>)) {
-        let mut libraries = self.inner.libraries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut libraries = lock(&self.inner.libraries);
         change(&mut libraries);
         let snapshot = Arc::new(Snapshot::build(&libraries));
         crate::metrics::gauge!(crate::metrics::NODES_LOADED).set(snapshot.uids.len() as f64);
@@ -159,5 +209,75 @@ impl NodeRegistry {
 impl Default for NodeRegistry {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// What [`NodeRegistry::run_shutdown_hooks`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HooksReport {
+    /// Hooks that returned `Ok`.
+    pub ran: usize,
+    /// Hooks that returned an error or panicked (logged).
+    pub failed: usize,
+    /// Libraries built against a nano-plugin-abi without the hook.
+    pub without_hook: usize,
+    /// Hooks still running when the budget ran out (logged, left behind).
+    pub unfinished: usize,
+}
+
+impl NodeRegistry {
+    /// The server is stopping: calls the shutdown hook of every library
+    /// version it owes one (those still served, and replaced ones that stay
+    /// mapped), one after the other on a thread of their own, waiting at
+    /// most `budget` in total. A hook that overstays is left running: the
+    /// process exits soon.
+    pub fn run_shutdown_hooks(&self, budget: std::time::Duration) -> HooksReport {
+        let owed = self.retire_all();
+        let total = owed.len();
+        let mut report = HooksReport::default();
+        let (sender, results) = std::sync::mpsc::channel();
+        let hooks = std::thread::Builder::new()
+            .name("shutdown-hooks".to_owned())
+            .spawn(move || {
+                for library in owed {
+                    let outcome = library.runtime.shutdown_hook();
+                    if sender.send((library, outcome)).is_err() {
+                        return;
+                    }
+                }
+            });
+        if let Err(err) = hooks {
+            tracing::warn!(%err, "cannot start a thread for the plugins' shutdown hooks; skipped");
+            report.unfinished = total;
+            return report;
+        }
+        let deadline = std::time::Instant::now() + budget;
+        for _ in 0..total {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok((library, outcome)) = results.recv_timeout(wait) else {
+                break;
+            };
+            match outcome {
+                Some(Ok(())) => report.ran += 1,
+                Some(Err(_)) => report.failed += 1,
+                None => {
+                    report.without_hook += 1;
+                    tracing::debug!(
+                        path = %library.path.display(),
+                        "no shutdown hook: built against nano-plugin-abi {}",
+                        library.abi_version
+                    );
+                }
+            }
+        }
+        report.unfinished = total - report.ran - report.failed - report.without_hook;
+        if report.unfinished > 0 {
+            tracing::warn!(
+                unfinished = report.unfinished,
+                budget_ms = budget.as_millis() as u64,
+                "plugin shutdown hooks still running after the budget; not waiting for them"
+            );
+        }
+        report
     }
 }

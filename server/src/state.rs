@@ -12,7 +12,12 @@ use std::sync::{
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::{config::Identity, execution::Executor, metrics, registry::NodeRegistry};
+use crate::{
+    config::Identity,
+    execution::{ExecutionRequest, Executor, Failure, Status, StatusSink},
+    metrics, protocol,
+    registry::NodeRegistry,
+};
 
 /// Limits and access rules of the transports.
 #[derive(Debug, Clone)]
@@ -65,6 +70,22 @@ impl ServerState {
             shutting_down: Arc::new(AtomicBool::new(false)),
             openapi: Arc::new(OnceLock::new()),
         }))
+    }
+
+    /// Starts an execution of the node `request` names, for `owner`; every
+    /// status goes to `sink`, an unknown uid's error included.
+    pub(crate) fn start_execution(&self, owner: u64, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
+        let snapshot = self.registry.snapshot();
+        let Some(node) = snapshot.get(&request.node_uid) else {
+            metrics::counter!(metrics::EXECUTIONS, "node" => request.node_uid.clone(), "outcome" => "unknown_node")
+                .increment(1);
+            sink.send(Status::Error(
+                Failure::UnknownNode,
+                protocol::unknown_node_message(&request.node_uid),
+            ));
+            return;
+        };
+        self.executor.start(owner, &node.target, request, sink);
     }
 
     /// A fresh id for a connection or an HTTP execution (an "owner").

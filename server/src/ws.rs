@@ -191,7 +191,7 @@ fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender
         Ok(ClientMessage::RequestExecution { node_id, request }) => {
             tracing::debug!(connection, instance = %request.instance_id, node = %request.node_uid, "request_execution");
             let sink = ConnectionSink::new(state, outbox, &request.instance_id, &node_id);
-            state.executor.start(connection, request, sink);
+            state.start_execution(connection, request, sink);
         }
         Ok(ClientMessage::InvalidExecution {
             instance_id,

@@ -138,7 +138,7 @@ pub(crate) async fn get_node(
     let node = snapshot
         .get(&uid)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, unknown_node_message(&uid)))?;
-    Ok(Json(node.library.nodes[node.index as usize].definition.clone()))
+    Ok(Json(node.info().definition.clone()))
 }
 
 /// Runs a node. Answers once it finished, or, with `Accept:
@@ -171,7 +171,7 @@ pub(crate) async fn execute(
             "the server is shutting down",
         ));
     }
-    if !state.executor.serves(&uid) {
+    if state.registry.snapshot().get(&uid).is_none() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, unknown_node_message(&uid)));
     }
     let instance_id = request.instance_id.clone();
@@ -184,14 +184,12 @@ pub(crate) async fn execute(
     let started = Instant::now();
     if wants_event_stream(&headers) {
         let (sink, statuses) = mpsc::unbounded_channel();
-        state.executor.start(owner, request, Arc::new(sse::StreamSink(sink)));
+        state.start_execution(owner, request, Arc::new(sse::StreamSink(sink)));
         return Ok(sse::event_stream(statuses, guard, instance_id, node_id).into_response());
     }
     // A plain JSON answer needs only the final status: this task wakes once.
     let (sink, answer) = tokio::sync::oneshot::channel();
-    state
-        .executor
-        .start(owner, request, Arc::new(FinalSink(std::sync::Mutex::new(Some(sink)))));
+    state.start_execution(owner, request, Arc::new(FinalSink(std::sync::Mutex::new(Some(sink)))));
     let Ok(status) = answer.await else {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,0 +1,463 @@
+//! An execution: one run of one node for a caller, from admission to its
+//! single final status. The [`Executor`] owns admission, the abort flags,
+//! the timeouts and the order of statuses (`running`, the node's own, then
+//! exactly one `complete` or `error`); where the node runs is a backend's
+//! business ([`backend`]; in-process: [`pool`]).
+//!
+//! Transport-agnostic: the caller hands in a [`StatusSink`] and gets every
+//! status of the execution through it.
+
+mod backend;
+mod host;
+mod pool;
+
+pub use backend::{Backend, HookOutcome, LibraryRuntime, Loaded};
+pub use pool::InProcess;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::value::RawValue;
+
+use crate::{lock, metrics};
+
+/// What to run, with every JSON part already validated.
+#[derive(Debug, Clone)]
+pub struct ExecutionRequest {
+    pub instance_id: String,
+    pub node_uid: String,
+    /// JSON object.
+    pub inputs: String,
+    /// JSON array of parameter objects.
+    pub parameters: String,
+    /// JSON object, or `null`.
+    pub graph_node: String,
+}
+
+/// A NodeStatus on its way to the caller; [`crate::protocol`] encodes it.
+#[derive(Debug, Clone)]
+pub enum Status {
+    /// The status every execution starts with.
+    Running,
+    /// A node's own non-final status: its kind, and the NodeStatus object as
+    /// the node wrote it.
+    Update(UpdateKind, String),
+    /// The final success, with the outputs object.
+    Complete(Box<RawValue>),
+    /// The final failure: why, and the message.
+    Error(Failure, String),
+}
+
+/// The kinds of non-final status a node may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    Running,
+    Idle,
+    Missing,
+}
+
+/// Why an execution failed; transports map it to their own codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The node returned an error (or panicked).
+    Node,
+    /// No node with that uid is served.
+    UnknownNode,
+    /// Stopped by the caller, a disconnect or shutdown.
+    Aborted,
+    /// Ran past `execution_timeout_ms`.
+    TimedOut,
+    /// Refused: `max_queued_executions` are already waiting.
+    Busy,
+    /// The server could not run it.
+    Internal,
+}
+
+impl Failure {
+    /// Label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Node => "error",
+            Self::UnknownNode => "unknown_node",
+            Self::Aborted => "aborted",
+            Self::TimedOut => "timeout",
+            Self::Busy => "busy",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl Status {
+    fn error(failure: Failure, message: impl Into<String>) -> Self {
+        Self::Error(failure, message.into())
+    }
+
+    /// The status's `type`, also the name of its Server-Sent Event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Running | Self::Update(UpdateKind::Running, _) => "running",
+            Self::Update(UpdateKind::Idle, _) => "idle",
+            Self::Update(UpdateKind::Missing, _) => "missing",
+            Self::Complete(_) => "complete",
+            Self::Error(..) => "error",
+        }
+    }
+
+    /// Whether this status ends the execution.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Complete(_) | Self::Error(..))
+    }
+}
+
+/// Receives the statuses of one execution, in order.
+pub trait StatusSink: Send + Sync + 'static {
+    fn send(&self, status: Status);
+}
+
+/// The message for an execution stopped before it completed.
+pub const ABORTED: &str = "Execution aborted";
+
+/// What the executor needs of a served node; the registry hands it out.
+#[derive(Clone)]
+pub struct Target {
+    pub uid: Arc<str>,
+    /// The library version that runs it.
+    pub runtime: Arc<dyn LibraryRuntime>,
+    /// Its index in the library's definition list.
+    pub node_index: u32,
+    /// Set on its first execution.
+    pub metrics: Arc<OnceLock<metrics::NodeMetrics>>,
+}
+
+/// One admitted execution, handed to a [`LibraryRuntime`].
+pub struct Job {
+    pub node_index: u32,
+    pub request: ExecutionRequest,
+    pub execution: Arc<Execution>,
+}
+
+/// Runs executions. One per server.
+pub struct Executor {
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+}
+
+/// What the executor and its executions share.
+struct Shared {
+    max_queued: usize,
+    max_concurrent: usize,
+    timeout: Option<Duration>,
+    /// For the timeout timers: runtimes run nodes off the async runtime.
+    runtime: Option<tokio::runtime::Handle>,
+    /// Admitted executions whose node has not started yet.
+    queued: AtomicUsize,
+    /// Nodes running (a node that never returns keeps its slot).
+    busy: AtomicUsize,
+    active: Mutex<HashMap<u64, Active>>,
+}
+
+/// An admitted execution, until its node returned.
+struct Active {
+    instance_id: String,
+    owner: u64,
+    execution: Arc<Execution>,
+}
+
+impl Executor {
+    /// An executor refusing new executions while `max_concurrent` nodes run
+    /// and `max_queued` more wait, each running for at most `timeout` (if any).
+    pub fn new(max_concurrent: usize, max_queued: usize, timeout: Option<Duration>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                max_queued,
+                max_concurrent: max_concurrent.max(1),
+                timeout,
+                runtime: tokio::runtime::Handle::try_current().ok(),
+                queued: AtomicUsize::new(0),
+                busy: AtomicUsize::new(0),
+                active: Mutex::new(HashMap::new()),
+            }),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts an execution of `target` for `owner` (a connection id) and
+    /// returns at once; every status, the final one included, goes to `sink`.
+    pub fn start(&self, owner: u64, target: &Target, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
+        let shared = &self.shared;
+        // Bounded waiting: beyond it, refuse at once rather than grow.
+        let waiting = shared.queued.fetch_add(1, Ordering::SeqCst);
+        if waiting >= shared.max_queued && shared.busy.load(Ordering::SeqCst) >= shared.max_concurrent {
+            shared.queued.fetch_sub(1, Ordering::SeqCst);
+            metrics::counter!(metrics::EXECUTIONS, "node" => target.uid.to_string(), "outcome" => "busy").increment(1);
+            sink.send(Status::error(
+                Failure::Busy,
+                format!("the server is busy: {waiting} executions are already waiting; try again later"),
+            ));
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let execution = Arc::new(Execution {
+            id,
+            uid: Arc::clone(&target.uid),
+            metrics: Arc::clone(&target.metrics),
+            aborted: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            sink,
+            worker: Mutex::new(WorkerState::default()),
+            queued_at: Instant::now(),
+            span: tracing::info_span!("execution", instance = %request.instance_id, node = %request.node_uid),
+            shared: Arc::clone(shared),
+        });
+        lock(&shared.active).insert(
+            id,
+            Active {
+                instance_id: request.instance_id.clone(),
+                owner,
+                execution: Arc::clone(&execution),
+            },
+        );
+        target.runtime.execute(Job {
+            node_index: target.node_index,
+            request,
+            execution,
+        });
+    }
+
+    /// Aborts every execution of `instance_id`. Their final `error` goes out
+    /// when the returned value is dropped, so an acknowledgement can go first.
+    pub fn stop_instance(&self, instance_id: &str) -> Aborted {
+        self.abort_with(|active| active.instance_id == instance_id, ABORTED)
+    }
+
+    /// Aborts every execution started by `owner` (a connection that closed).
+    pub fn abort_owner(&self, owner: u64) -> Aborted {
+        self.abort_with(|active| active.owner == owner, ABORTED)
+    }
+
+    /// Aborts every execution of the server (shutdown).
+    pub fn abort_all(&self, message: &str) -> Aborted {
+        self.abort_with(|_| true, message)
+    }
+
+    /// Sets the abort flags; the final errors follow when the result drops.
+    fn abort_with(&self, matches: impl Fn(&Active) -> bool, message: &str) -> Aborted {
+        let executions = lock(&self.shared.active)
+            .values()
+            .filter(|active| matches(active))
+            .filter(|active| !active.execution.finished.load(Ordering::SeqCst))
+            .filter(|active| !active.execution.aborted.swap(true, Ordering::SeqCst))
+            .map(|active| Arc::clone(&active.execution))
+            .collect();
+        Aborted {
+            executions,
+            message: message.to_owned(),
+        }
+    }
+
+    /// Executions that ended while their node is still running.
+    pub fn stuck_count(&self) -> usize {
+        lock(&self.shared.active)
+            .values()
+            .filter(|active| active.execution.lock_worker().stuck)
+            .count()
+    }
+
+    /// Executions admitted whose final status has not been sent yet.
+    pub fn active_count(&self) -> usize {
+        lock(&self.shared.active)
+            .values()
+            .filter(|active| !active.execution.finished.load(Ordering::SeqCst))
+            .count()
+    }
+}
+
+/// Executions just aborted. Dropping this sends each its final `error` at
+/// once: a node that ignores the flag (or never returns) must not hold its
+/// caller up.
+#[must_use = "the final errors are sent when this is dropped"]
+pub struct Aborted {
+    executions: Vec<Arc<Execution>>,
+    message: String,
+}
+
+impl Aborted {
+    /// How many executions were aborted.
+    pub fn len(&self) -> usize {
+        self.executions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.executions.is_empty()
+    }
+}
+
+impl Drop for Aborted {
+    fn drop(&mut self) {
+        for execution in &self.executions {
+            execution.finish(Status::error(Failure::Aborted, self.message.clone()));
+        }
+    }
+}
+
+/// One admitted execution: its abort flag, its sink, and its place in the
+/// executor's bookkeeping. Runtimes report through it.
+pub struct Execution {
+    id: u64,
+    uid: Arc<str>,
+    metrics: Arc<OnceLock<metrics::NodeMetrics>>,
+    aborted: AtomicBool,
+    finished: AtomicBool,
+    sink: Arc<dyn StatusSink>,
+    /// Whether the node is running, and whether it is counted as stuck (its
+    /// execution ended before the node returned).
+    worker: Mutex<WorkerState>,
+    queued_at: Instant,
+    span: tracing::Span,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct WorkerState {
+    running: bool,
+    stuck: bool,
+}
+
+/// A node started by [`Execution::begin`], to be ended by [`Execution::end`].
+#[must_use = "a started execution must be ended"]
+pub struct Running {
+    started: Instant,
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Execution {
+    /// The span the node's work is logged in.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// The node is about to start: sends `running` and starts the timeout.
+    /// `None` when the execution was aborted while it waited (its final
+    /// status is sent here); the runtime must not run the node then.
+    pub fn begin(self: &Arc<Self>) -> Option<Running> {
+        let shared = &self.shared;
+        shared.queued.fetch_sub(1, Ordering::SeqCst);
+        let hot = metrics::hot();
+        hot.queue_wait.record(self.queued_at.elapsed().as_secs_f64());
+        let started = Instant::now();
+        if self.is_aborted() {
+            self.conclude(started, Status::error(Failure::Aborted, ABORTED));
+            return None;
+        }
+        self.forward(Status::Running);
+        let timer = shared.timeout.and_then(|limit| self.start_timer(limit));
+        shared.busy.fetch_add(1, Ordering::SeqCst);
+        hot.in_flight.increment(1.0);
+        self.lock_worker().running = true;
+        Some(Running { started, timer })
+    }
+
+    /// The node returned (or its runtime failed): sends the final status
+    /// unless one went out already (aborted or timed out).
+    pub fn end(&self, running: Running, outcome: Result<String, (Failure, String)>) {
+        {
+            let mut worker = self.lock_worker();
+            worker.running = false;
+            if std::mem::take(&mut worker.stuck) {
+                metrics::gauge!(metrics::STUCK).decrement(1.0);
+            }
+        }
+        metrics::hot().in_flight.decrement(1.0);
+        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+        if let Some(timer) = running.timer {
+            timer.abort();
+        }
+        let status = if self.is_aborted() {
+            // Stopped, disconnected or timed out: that final status went
+            // out already; this late result is dropped.
+            Status::error(Failure::Aborted, ABORTED)
+        } else {
+            match outcome {
+                Ok(outputs) => match RawValue::from_string(outputs) {
+                    Ok(raw) if raw.get().starts_with('{') => Status::Complete(raw),
+                    _ => Status::error(Failure::Node, "the node returned outputs that are not a JSON object"),
+                },
+                Err((failure, message)) => Status::Error(failure, message),
+            }
+        };
+        self.conclude(running.started, status);
+    }
+
+    /// The runtime cannot run this execution at all (it never began).
+    pub fn reject(&self, failure: Failure, message: String) {
+        self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+        self.conclude(Instant::now(), Status::Error(failure, message));
+    }
+
+    /// Records the outcome, sends the final status and forgets the execution.
+    fn conclude(&self, started: Instant, status: Status) {
+        let node_metrics = self.metrics.get_or_init(|| metrics::NodeMetrics::new(&self.uid));
+        node_metrics.duration.record(started.elapsed().as_secs_f64());
+        match &status {
+            Status::Error(failure, message) => {
+                tracing::debug!(parent: &self.span, outcome = failure.label(), %message, "execution failed");
+                metrics::counter!(metrics::EXECUTIONS, "node" => self.uid.to_string(), "outcome" => failure.label())
+                    .increment(1);
+            }
+            _ => node_metrics.complete.increment(1),
+        }
+        self.finish(status);
+        lock(&self.shared.active).remove(&self.id);
+    }
+
+    /// Ends the execution with a timeout error after `limit`, unless the
+    /// returned timer is aborted first (the node returned in time).
+    fn start_timer(self: &Arc<Self>, limit: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        let runtime = self.shared.runtime.as_ref()?;
+        let execution = Arc::clone(self);
+        Some(runtime.spawn(async move {
+            tokio::time::sleep(limit).await;
+            if !execution.aborted.swap(true, Ordering::SeqCst) {
+                // The late result is discarded: `finish` sends only once.
+                execution.finish(Status::error(
+                    Failure::TimedOut,
+                    format!("Execution timed out after {} ms", limit.as_millis()),
+                ));
+            }
+        }))
+    }
+
+    /// Forwards a non-final status, unless the execution is over or aborted.
+    fn forward(&self, status: Status) {
+        if !self.is_aborted() && !self.finished.load(Ordering::SeqCst) {
+            self.sink.send(status);
+        }
+    }
+
+    /// Sends the final status, once. If the node is still running, it
+    /// counts as stuck until it returns.
+    fn finish(&self, status: Status) {
+        if !self.finished.swap(true, Ordering::SeqCst) {
+            self.sink.send(status);
+            let mut worker = self.lock_worker();
+            if worker.running && !worker.stuck {
+                worker.stuck = true;
+                metrics::gauge!(metrics::STUCK).increment(1.0);
+            }
+        }
+    }
+
+    fn lock_worker(&self) -> std::sync::MutexGuard<'_, WorkerState> {
+        lock(&self.worker)
+    }
+}
