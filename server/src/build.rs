@@ -44,18 +44,12 @@ impl NodeCrate {
         let Some(built) = modified(&self.library()) else {
             return true;
         };
-        let mut newest = modified(&self.dir.join("Cargo.toml"));
-        let mut dirs = vec![self.dir.join("src")];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else {
-                    newest = newest.max(modified(&path));
-                }
-            }
-        }
+        let sources = crate::loader::walk(&self.dir.join("src"), "the crate's src folder").unwrap_or_default();
+        let newest = sources
+            .iter()
+            .filter(|(_, is_dir)| !is_dir)
+            .map(|(path, _)| modified(path))
+            .fold(modified(&self.dir.join("Cargo.toml")), Option::max);
         newest.is_some_and(|source| source > built)
     }
 }
@@ -93,25 +87,17 @@ pub struct BuildFailed {
 
 /// Every crate with a `cdylib` target under `root` (build output skipped).
 pub fn find_node_crates(root: &Path) -> anyhow::Result<Vec<NodeCrate>> {
+    let folders =
+        crate::loader::walk(root, "the nodes folder").with_context(|| format!("cannot read {}", root.display()))?;
     let mut crates = Vec::new();
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
+    let candidates =
+        std::iter::once(root.to_owned()).chain(folders.into_iter().filter(|(_, is_dir)| *is_dir).map(|(path, _)| path));
+    for dir in candidates {
         let manifest = dir.join("Cargo.toml");
         if manifest.is_file()
             && let Some((name, standalone)) = cdylib_package(&manifest)?
         {
-            crates.push(NodeCrate {
-                dir: dir.clone(),
-                name,
-                standalone,
-            });
-        }
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if entry.file_type()?.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
-                dirs.push(entry.path());
-            }
+            crates.push(NodeCrate { dir, name, standalone });
         }
     }
     crates.sort_by(|a, b| a.dir.cmp(&b.dir));

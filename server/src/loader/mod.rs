@@ -1,4 +1,5 @@
-//! Finding plugin libraries and loading them safely.
+//! A plugin library: finding it ([`scan`]), deciding whether to trust it
+//! ([`trust`]), and mapping it into this process with every check (here).
 //!
 //! Every library is loaded from a private copy with a unique name, never
 //! from the file under `nodes/`: `dlopen` of a path already loaded returns
@@ -18,6 +19,12 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
 };
+
+mod scan;
+mod trust;
+
+pub use scan::{is_plugin_file, scan, walk};
+pub use trust::check_permissions;
 
 use abi_stable::{
     library::{LibHeader, LibraryError, RootModule, lib_header_from_path},
@@ -284,105 +291,9 @@ fn layout_mismatch(err: &LibraryError) -> String {
     }
 }
 
-/// Whether a file name is one the scanner loads: the platform's library
-/// extension, not disabled.
-pub fn is_plugin_file(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(OsStr::to_str) else {
-        return false;
-    };
-    let disabled = name.starts_with("disabled.") || name.contains(".disabled.");
-    !disabled && path.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION))
-}
-
-/// Every plugin file under `root`, recursively, sorted (so duplicate uids
-/// always resolve the same way). Build output and hidden folders are
-/// skipped; a symbolic link is followed only if it resolves inside `root`.
-pub fn scan(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let canonical_root = fs::canonicalize(root)?;
-    let mut visited = std::collections::HashSet::from([canonical_root.clone()]);
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if name == "target" || name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            let mut kind = entry.file_type()?;
-            if kind.is_symlink() {
-                match fs::canonicalize(&path) {
-                    Ok(target) if target.starts_with(&canonical_root) => kind = fs::metadata(&path)?.file_type(),
-                    Ok(target) => {
-                        tracing::warn!(
-                            link = %path.display(),
-                            target = %target.display(),
-                            "not following {}: it points outside nodes_path",
-                            path.display()
-                        );
-                        continue;
-                    }
-                    Err(_) => continue, // dangling
-                }
-            }
-            if kind.is_dir() {
-                // Links may make a folder reachable twice, or in a loop.
-                if visited.insert(fs::canonicalize(&path)?) {
-                    dirs.push(path);
-                }
-            } else if is_plugin_file(&path) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// Like sshd's StrictModes: a library, and every folder from it up to
-/// `root`, must not be writable by group or others, or anyone in them could
-/// make the server run their code.
-pub fn check_permissions(path: &Path, root: &Path) -> Result<(), LoadError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mut current = Some(path);
-        while let Some(p) = current {
-            let mode = fs::metadata(p).map_err(LoadError::Copy)?.permissions().mode();
-            if mode & 0o022 != 0 {
-                let who = if mode & 0o020 != 0 { "its group" } else { "others" };
-                return Err(LoadError::Insecure(format!(
-                    "{} is writable by {who} (mode {:o}); run `chmod go-w {}`, or set allow_insecure_permissions = true",
-                    p.display(),
-                    mode & 0o777,
-                    p.display()
-                )));
-            }
-            current = if p == root {
-                None
-            } else {
-                p.parent().filter(|parent| parent.starts_with(root))
-            };
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, root);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recognises_plugin_files() {
-        let ext = std::env::consts::DLL_EXTENSION;
-        assert!(is_plugin_file(Path::new(&format!("nodes/a/libx.{ext}"))));
-        assert!(!is_plugin_file(Path::new(&format!("nodes/a/disabled.libx.{ext}"))));
-        assert!(!is_plugin_file(Path::new(&format!("nodes/a/libx.disabled.{ext}"))));
-        assert!(!is_plugin_file(Path::new("nodes/a/node.py")));
-    }
 
     #[test]
     fn definitions_need_a_uid_and_get_type_server() {
