@@ -4,18 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::{Client, NodesDir, Server, abi_0_1_0_plugin, final_status, foreign_abi_plugin, lib_name, plugin};
-
-fn uids(doc: &serde_json::Value) -> Vec<String> {
-    let mut uids: Vec<String> = doc["nodeUIDs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    uids.sort();
-    uids
-}
+use support::{Client, NodesDir, Server, abi_0_1_0_plugin, final_status, foreign_abi_plugin, lib_name, plugin, uids};
 
 #[tokio::test]
 async fn bad_libraries_are_refused_with_a_reason_and_the_rest_serve() {

@@ -8,18 +8,7 @@ mod support;
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 
-use support::{NodesDir, Server, lib_name, plugin};
-
-fn uids(doc: &serde_json::Value) -> Vec<String> {
-    let mut uids: Vec<String> = doc["nodeUIDs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    uids.sort();
-    uids
-}
+use support::{NodesDir, Server, lib_name, plugin, uids};
 
 fn chmod(path: &std::path::Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();

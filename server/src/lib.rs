@@ -1,26 +1,33 @@
 //! nano-server: serves compiled node plugins over the Nano protocol.
 //!
 //! Reading order: [`config`] (what to serve), [`loader`] (plugin libraries
-//! in), [`reconcile`] and [`watcher`] (keeping the served set equal to the
-//! disk), [`registry`] (what is served now), [`execution`] (running a node),
-//! [`protocol`] (the wire format), [`ws`] and [`http`] (the transports);
-//! [`api`] is the plain HTTP API; [`metrics`] names what is measured;
-//! [`build`] and [`scaffold`] back the `build` and `new` commands.
+//! in: discovery, trust, loading), `reconcile` and `watcher` (keeping the
+//! served set equal to the disk), `registry` (what is served now),
+//! `execution` (running a node, on a backend), [`protocol`] (the wire
+//! format), `state`, `ws`, `http` and `api` (the transports), `metrics`
+//! (what is measured); [`serve`] ties them together. [`build`],
+//! [`scaffold`] and [`catalog`] back the `build`, `new`, `inspect` and
+//! `nodes` commands.
+//!
+//! Public are the modules the binary, the benchmarks and the fuzz target
+//! use; the rest is internal.
 
-pub mod api;
+mod api;
 pub mod build;
+pub mod catalog;
 pub mod config;
-pub mod execution;
-pub mod http;
+mod execution;
+mod http;
 pub mod loader;
-pub mod metrics;
+mod metrics;
 pub mod protocol;
-pub mod reconcile;
-pub mod registry;
+mod reconcile;
+mod registry;
 pub mod scaffold;
-pub mod state;
-pub mod watcher;
-pub mod ws;
+pub mod serve;
+mod state;
+mod watcher;
+mod ws;
 
 /// Locks a mutex, taking the data even if a thread panicked holding it: every
 /// lock in the server guards data that stays consistent between statements.

@@ -32,13 +32,6 @@ pub struct Report {
     pub removed: Vec<PathBuf>,
 }
 
-impl Report {
-    /// Whether the served set changed.
-    pub fn changed(&self) -> bool {
-        !self.loaded.is_empty() || !self.removed.is_empty()
-    }
-}
-
 /// What was last seen of a file.
 struct Seen {
     len: u64,

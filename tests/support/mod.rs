@@ -95,6 +95,18 @@ fn run(command: &mut Command, what: &str) {
     assert!(status.success(), "{what} failed: {status}");
 }
 
+/// The node uids a status document (`GET /`) lists, sorted.
+pub fn uids(doc: &Value) -> Vec<String> {
+    let mut uids: Vec<String> = doc["nodeUIDs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    uids.sort();
+    uids
+}
+
 /// The built library of a workspace plugin crate, e.g. `simple_text_node`.
 pub fn plugin(crate_name: &str) -> PathBuf {
     let file = format!(

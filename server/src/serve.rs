@@ -1,0 +1,201 @@
+//! Serving: load the nodes, bind, serve both transports on one port, and
+//! drain on SIGINT/SIGTERM.
+
+use std::{collections::HashSet, io::Write, sync::Arc, time::Instant};
+
+use anyhow::Context as _;
+
+use crate::{
+    build,
+    config::Config,
+    execution::{Executor, InProcess},
+    http,
+    reconcile::Reconciler,
+    registry::NodeRegistry,
+    state::{Limits, ServerState},
+    watcher,
+};
+
+/// Serves the nodes of `config` until a signal, then drains (see
+/// [`drain_on_signal`]).
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before anything is measured (the initial load sets gauges).
+    let metrics = crate::metrics::install();
+    // Histogram samples are only folded into buckets on upkeep (or a
+    // scrape): without it, a server nobody scrapes would hoard them.
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            metrics.run_upkeep();
+        }
+    });
+    let backend = InProcess::new(config.max_concurrent_executions)
+        .context("cannot create the folder for private library copies")?;
+    let registry = NodeRegistry::new();
+    let mut reconciler = Reconciler::new(Arc::new(backend), registry.clone(), config.nodes_path.clone())
+        .allow_insecure_permissions(config.allow_insecure_permissions);
+    let builder = if config.build_sources {
+        let builder = build::SourceBuilder::start(config.nodes_path.clone(), BUILD_RELEASE)
+            .context("cannot start the source builder")?;
+        builder.build_stale(BUILD_RELEASE);
+        Some(builder)
+    } else {
+        None
+    };
+    load_all(&mut reconciler, &registry, &config)?;
+    // Dropping the watcher (or the reconciler, when not watching) at the end
+    // of `serve` removes the private copies.
+    let insecure_root = crate::loader::check_permissions(&config.nodes_path, &config.nodes_path).err();
+    let _watcher = if config.auto_watch && insecure_root.is_some() && !config.allow_insecure_permissions {
+        tracing::error!(
+            "not watching {}: {}",
+            config.nodes_path.display(),
+            insecure_root.map(|e| e.to_string()).unwrap_or_default()
+        );
+        drop(reconciler);
+        None
+    } else if config.auto_watch {
+        Some(watcher::watch(reconciler, config.watch_debounce, builder).context("cannot watch nodes_path")?)
+    } else {
+        drop(reconciler);
+        None
+    };
+
+    let executor = Arc::new(Executor::new(
+        config.max_concurrent_executions,
+        config.max_queued_executions,
+        config.execution_timeout,
+    ));
+    let limits = Limits {
+        auth_token: config.auth_token.as_deref().map(Into::into),
+        max_message_bytes: config.max_message_bytes,
+        max_connections: config.max_connections,
+        max_request_bytes: config.max_request_bytes,
+    };
+    let state = ServerState::new(config.identity.clone(), registry, executor, limits);
+    let address = config.listen_address();
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "listening");
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "nano-server listening on http://{local}")?;
+        writeln!(stdout, "[NANOSERVER_READY]")?;
+        stdout.flush()?;
+    }
+    // Statuses are small frames written one by one: without TCP_NODELAY,
+    // Nagle's algorithm holds each behind the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, http::router(state.clone()))
+        .with_graceful_shutdown(drain_on_signal(state, config.shutdown_grace))
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads every library under `nodes_path` and logs what is served.
+fn load_all(reconciler: &mut Reconciler, registry: &NodeRegistry, config: &Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let root = &config.nodes_path;
+    let report = reconciler
+        .reconcile(&HashSet::new())
+        .with_context(|| format!("cannot scan nodes_path {}", root.display()))?;
+    let snapshot = registry.snapshot();
+    tracing::info!(
+        nodes_path = %root.display(),
+        libraries = report.loaded.len(),
+        refused = report.refused.len(),
+        nodes = ?snapshot.uids,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "serving {} node(s) from {} librar{}",
+        snapshot.uids.len(),
+        snapshot.libraries,
+        if snapshot.libraries == 1 { "y" } else { "ies" },
+    );
+    Ok(())
+}
+
+/// Node sources are built with the profile the server was built with.
+const BUILD_RELEASE: bool = !cfg!(debug_assertions);
+
+/// How long the plugins' shutdown hooks may take, all together.
+const SHUTDOWN_HOOKS_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Resolves when the server should stop. After a signal: `/readyz` answers
+/// 503 and new executions are refused; in-flight executions may finish for
+/// `shutdown_grace`; the rest are aborted with an error status; WebSockets
+/// get their last statuses and a close frame; then every loaded library's
+/// shutdown hook runs.
+async fn drain_on_signal(state: ServerState, grace: std::time::Duration) {
+    shutdown_signal().await;
+    state.begin_shutdown();
+    let in_flight = state.executor.active_count();
+    tracing::info!(
+        in_flight,
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: draining"
+    );
+    let deadline = Instant::now() + grace;
+    while state.executor.active_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let aborted = state
+        .executor
+        .abort_all("Execution aborted: the server is shutting down")
+        .len();
+    state.close_websockets();
+    let closing = Instant::now() + std::time::Duration::from_secs(2);
+    while state.open_websockets() > 0 && Instant::now() < closing {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let registry = state.registry.clone();
+    let hooks = tokio::task::spawn_blocking(move || registry.run_shutdown_hooks(SHUTDOWN_HOOKS_BUDGET))
+        .await
+        .unwrap_or_default();
+    tracing::info!(
+        finished = in_flight.saturating_sub(aborted),
+        aborted,
+        stuck_workers = state.executor.stuck_count(),
+        hooks_ran = hooks.ran,
+        hooks_failed = hooks.failed,
+        hooks_unfinished = hooks.unfinished,
+        without_hook = hooks.without_hook,
+        "shutdown: {} execution(s) finished during the drain, {aborted} aborted",
+        in_flight.saturating_sub(aborted)
+    );
+    // A backstop: connections that do not close must not keep the process up.
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        tracing::info!("stopped (connections still open were dropped)");
+        std::process::exit(0);
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
