@@ -76,7 +76,7 @@ async fn a_node_that_never_returns_loses_a_worker_not_the_server() {
         let statuses = client.execute("simple-text", json!({"text": "alive"}), json!({})).await;
         assert_eq!(final_status(&statuses)["type"], "complete");
     }
-    assert_eq!(server.status_document().await["loadedNodes"], 7);
+    assert_eq!(server.status_document().await["loadedNodes"], 8);
 }
 
 #[tokio::test]

@@ -105,7 +105,7 @@ async fn one_library_may_export_several_nodes() {
     let server = Server::start(&NodesDir::empty().with_plugin("test", "test_plugin"));
     assert_eq!(
         uids(&server.status_document().await),
-        ["test-echo", "test-hang", "test-panic", "test-stubborn"]
+        ["test-chatty", "test-echo", "test-hang", "test-panic", "test-stubborn"]
     );
 }
 

@@ -473,7 +473,7 @@ async fn a_panicking_node_reports_an_error_and_the_server_keeps_serving() {
     }
     let statuses = client.execute("simple-text", json!({"text": "alive"}), json!({})).await;
     assert_eq!(final_status(&statuses)["outputs"]["text"], json!(["alive"]));
-    assert_eq!(server.status_document().await["loadedNodes"], 7);
+    assert_eq!(server.status_document().await["loadedNodes"], 8);
     assert!(server.is_running());
 }
 

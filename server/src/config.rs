@@ -60,6 +60,22 @@ struct FileConfig {
     max_connections: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     allow_insecure_permissions: Option<bool>,
+    max_queued_bytes: Option<usize>,
+    max_outbox_bytes: Option<usize>,
+    max_http_connections: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    allowed_origins: Option<Vec<String>>,
+    nodes: Option<std::collections::BTreeMap<String, NodeSettings>>,
+}
+
+/// `[nodes.<uid>]`: settings of one node.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// Executions of this node running at once (e.g. 1 for a GPU node that
+    /// must run alone); the others wait in its own queue.
+    pub max_concurrent: Option<usize>,
 }
 
 /// Overrides given on the command line.
@@ -80,8 +96,8 @@ pub struct Identity {
     pub nanocore_http_endpoint: String,
 }
 
-/// The resolved configuration.
-#[derive(Debug, Clone)]
+/// The resolved configuration. Its `Debug` output redacts the token.
+#[derive(Clone)]
 pub struct Config {
     pub identity: Identity,
     pub host: String,
@@ -109,6 +125,60 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Load libraries that are writable by group or others.
     pub allow_insecure_permissions: bool,
+    /// Bytes of requests waiting for a slot; beyond, new ones are refused.
+    pub max_queued_bytes: usize,
+    /// Unsent bytes a WebSocket or event stream may hold before its client
+    /// is cut off for not reading.
+    pub max_outbox_bytes: usize,
+    /// TCP connections open at once (upgraded WebSockets included).
+    pub max_http_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// How long an idle keep-alive connection is kept.
+    pub idle_timeout: Duration,
+    /// Origins (`scheme://host[:port]`) besides the server's own whose
+    /// pages may POST or open a WebSocket.
+    pub allowed_origins: Vec<String>,
+    /// Per node uid: at most this many executions at once.
+    pub node_concurrency: std::collections::HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("identity", &self.identity)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("nodes_path", &self.nodes_path)
+            .field("auto_watch", &self.auto_watch)
+            .field("watch_debounce", &self.watch_debounce)
+            .field("max_concurrent_executions", &self.max_concurrent_executions)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("execution_timeout", &self.execution_timeout)
+            .field("build_sources", &self.build_sources)
+            .field("auth_token", &redacted(self.auth_token.as_deref()))
+            .field("max_queued_executions", &self.max_queued_executions)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("allow_insecure_permissions", &self.allow_insecure_permissions)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("max_outbox_bytes", &self.max_outbox_bytes)
+            .field("max_http_connections", &self.max_http_connections)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("node_concurrency", &self.node_concurrency)
+            .finish()
+    }
+}
+
+/// How a secret shows in `Debug` output: whether it is set, never its value.
+pub(crate) fn redacted(secret: Option<&str>) -> &'static str {
+    match secret {
+        Some(_) => "<redacted>",
+        None => "<not set>",
+    }
 }
 
 impl Config {
@@ -176,6 +246,22 @@ impl Config {
                 message: "must be at least 1".to_owned(),
             });
         }
+        let mut node_concurrency = std::collections::HashMap::new();
+        for (uid, settings) in parsed.nodes.unwrap_or_default() {
+            match settings.max_concurrent {
+                Some(0) => {
+                    return Err(ConfigError::Key {
+                        file: file.to_owned(),
+                        key: format!("nodes.{uid}.max_concurrent"),
+                        message: "must be at least 1".to_owned(),
+                    });
+                }
+                Some(limit) => {
+                    node_concurrency.insert(uid, limit);
+                }
+                None => {}
+            }
+        }
         Ok(Self {
             identity,
             host: overrides
@@ -202,6 +288,21 @@ impl Config {
             max_connections: parsed.max_connections.unwrap_or(1024),
             shutdown_grace: Duration::from_millis(parsed.shutdown_grace_ms.unwrap_or(10_000)),
             allow_insecure_permissions: parsed.allow_insecure_permissions.unwrap_or(false),
+            max_queued_bytes: parsed.max_queued_bytes.unwrap_or(256 << 20),
+            max_outbox_bytes: parsed.max_outbox_bytes.unwrap_or(8 << 20).max(64 << 10),
+            max_http_connections: parsed.max_http_connections.unwrap_or(4096).max(1),
+            // Slowloris: a header that takes longer than this closes the connection.
+            header_read_timeout: Duration::from_millis(
+                parsed.header_read_timeout_ms.unwrap_or(10_000).clamp(100, 30_000),
+            ),
+            idle_timeout: Duration::from_millis(parsed.idle_timeout_ms.unwrap_or(60_000).max(100)),
+            allowed_origins: parsed
+                .allowed_origins
+                .unwrap_or_default()
+                .into_iter()
+                .map(|origin| origin.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            node_concurrency,
         })
     }
 

@@ -15,7 +15,7 @@ use axum::{
     extract::{
         DefaultBodyLimit, MatchedPath, Request, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection,
     },
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use tower_http::{trace::TraceLayer, validate_request::ValidateRequestHeaderLayer};
@@ -24,8 +24,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     api::{self, ApiError},
+    connection::RateLimitedCount,
     metrics,
-    state::ServerState,
+    state::{Limits, ServerState},
     ws,
 };
 
@@ -62,6 +63,7 @@ pub fn router(state: ServerState) -> Router {
         .layer(ValidateRequestHeaderLayer::custom(require_token(
             state.limits.auth_token.clone(),
         )))
+        .layer(ValidateRequestHeaderLayer::custom(same_site(Arc::clone(&state.limits))))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(
             TraceLayer::new_for_http()
@@ -140,7 +142,13 @@ fn require_token(token: Option<Arc<str>>) -> impl Fn(&mut Request) -> Result<(),
         if bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), token.as_bytes())) {
             return Ok(());
         }
-        tracing::warn!(path = %request.uri().path(), "refused a request without the right bearer token");
+        if let Some(count) = REFUSED_TOKENS.hit() {
+            tracing::warn!(
+                path = %request.uri().path(),
+                refused = count,
+                "refused {count} request(s) without the right bearer token (logged at most once a second)"
+            );
+        }
         let mut response = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong `Authorization: Bearer` token",
@@ -152,6 +160,88 @@ fn require_token(token: Option<Arc<str>>) -> impl Fn(&mut Request) -> Result<(),
         );
         Err(response)
     }
+}
+
+/// 401s, for a log line at most once a second (a client hammering with a
+/// wrong token must not flood the log).
+static REFUSED_TOKENS: RateLimitedCount = RateLimitedCount::new();
+
+/// Refusals of cross-site requests, likewise.
+static REFUSED_SITES: RateLimitedCount = RateLimitedCount::new();
+
+/// Refuses with 403 what a web page on another site (or a DNS name
+/// rebound to this address) could make a browser send:
+/// - when listening on loopback only, a request whose `Host` is not a
+///   loopback name or address;
+/// - a POST or a WebSocket upgrade whose `Origin` is present and is neither
+///   the server's own origin (`http(s)://` + the `Host` asked for) nor one
+///   of `allowed_origins`.
+///
+/// Clients that are not browsers send no `Origin`, and are not affected.
+#[allow(clippy::result_large_err)]
+fn same_site(limits: Arc<Limits>) -> impl Fn(&mut Request) -> Result<(), Response> + Clone {
+    move |request: &mut Request| {
+        let headers = request.headers();
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+        if limits.loopback_only
+            && let Some(host) = &host
+            && !is_loopback_host(host)
+        {
+            return Err(refuse_site(
+                request,
+                format!("this server listens on loopback only; `Host: {host}` is not a loopback name or address"),
+            ));
+        }
+        let upgrade = headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        if (request.method() == axum::http::Method::POST || upgrade)
+            && let Some(origin) = headers.get(header::ORIGIN)
+        {
+            let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+            let own = host.as_deref().is_some_and(|host| {
+                let host = host.to_ascii_lowercase();
+                origin == format!("http://{host}") || origin == format!("https://{host}")
+            });
+            if !own && !limits.allowed_origins.contains(&origin) {
+                return Err(refuse_site(
+                    request,
+                    format!("cross-site request from origin `{origin}` refused; add it to allowed_origins to allow it"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refuse_site(request: &Request, message: String) -> Response {
+    if let Some(count) = REFUSED_SITES.hit() {
+        tracing::warn!(path = %request.uri().path(), refused = count, "{message}");
+    }
+    ApiError::new(StatusCode::FORBIDDEN, message).into_response()
+}
+
+/// Whether `host` (a `Host` header: name or address, with or without a
+/// port) names this machine's loopback: `localhost`, `*.localhost`, or a
+/// loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Counts every routed request in `nano_http_requests_total` by route and
@@ -227,4 +317,36 @@ async fn not_found(request: Request) -> ApiError {
             request.uri().path()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:3017",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "127.1.2.3:1",
+            "[::1]:3017",
+            "[::1]",
+            "app.localhost:9",
+            "LOCALHOST.",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "example.com:3017",
+            "10.0.0.1:3017",
+            "[::2]:1",
+            "localhost.evil.com",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod api;
 pub mod build;
 pub mod catalog;
 pub mod config;
+mod connection;
 mod execution;
 mod http;
 pub mod loader;

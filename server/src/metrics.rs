@@ -4,8 +4,14 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Executions by `node` uid and `outcome` (complete, error, aborted, timeout, unknown_node, internal).
+/// Executions by `node` uid and `outcome` (complete, error, aborted, timeout,
+/// busy, unknown_node, internal). Only uids that are or were served become
+/// labels; every unknown uid is counted under [`UNKNOWN_NODE_LABEL`].
 pub const EXECUTIONS: &str = "nano_executions_total";
+/// The `node` label of executions naming a uid nobody serves: a client must
+/// not be able to grow the metrics with made-up uids.
+pub const UNKNOWN_NODE_LABEL: &str = "_unknown";
+
 /// Execution duration in seconds, by `node`, from admission to the final status.
 pub const EXECUTION_SECONDS: &str = "nano_execution_duration_seconds";
 /// Nodes running on a worker right now.
@@ -13,6 +19,8 @@ pub const IN_FLIGHT: &str = "nano_executions_in_flight";
 /// Nodes still running on a worker after their execution ended (timed out
 /// or aborted, and the node did not return): lost workers holding a slot.
 pub const STUCK: &str = "nano_executions_stuck";
+/// Executions admitted and waiting for a slot (in their node's lane).
+pub const QUEUED: &str = "nano_executions_queued";
 /// Time an execution waited for a free slot (`max_concurrent_executions`).
 pub const QUEUE_WAIT_SECONDS: &str = "nano_execution_queue_wait_seconds";
 /// Node uids served now.
@@ -58,6 +66,7 @@ fn describe() {
         STUCK,
         "Nodes still running after their execution ended (aborted or timed out)"
     );
+    describe_gauge!(QUEUED, "Executions admitted and waiting for a slot");
     describe_histogram!(QUEUE_WAIT_SECONDS, "Seconds an execution waited for a free slot");
     describe_gauge!(NODES_LOADED, "Node uids served now");
     describe_gauge!(LIBRARIES_LOADED, "Libraries serving at least one node now");
@@ -75,6 +84,8 @@ pub use ::metrics::{counter, gauge, histogram};
 pub struct Hot {
     pub queue_wait: ::metrics::Histogram,
     pub in_flight: ::metrics::Gauge,
+    /// Executions admitted and waiting for a slot.
+    pub queued: ::metrics::Gauge,
     /// `nano_http_requests_total{route="/nodes/{uid}/execute", status="200"}`.
     pub http_execute_ok: ::metrics::Counter,
 }
@@ -87,6 +98,7 @@ pub fn hot() -> &'static Hot {
         Hot {
             queue_wait: histogram!(QUEUE_WAIT_SECONDS),
             in_flight: gauge!(IN_FLIGHT),
+            queued: gauge!(QUEUED),
             http_execute_ok: counter!(HTTP_REQUESTS, "route" => "/nodes/{uid}/execute", "status" => "200"),
         }
     })

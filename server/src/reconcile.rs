@@ -39,6 +39,9 @@ struct Seen {
     hash: u64,
     /// Hash of the version being served from this path, if any.
     served: Option<u64>,
+    /// Refused for its permissions (or its folders'): looked at again on
+    /// every pass, since `chmod` changes neither content nor mtime.
+    insecure: bool,
 }
 
 /// Brings the registry in line with the files under `root`.
@@ -124,7 +127,12 @@ impl Reconciler {
         let before = fs::metadata(path).ok()?;
         let seen = self.seen.get(path);
         let unchanged_meta = seen.is_some_and(|s| s.len == before.len() && s.modified == before.modified().ok());
-        if unchanged_meta && !touched {
+        let insecure = seen.is_some_and(|s| s.insecure);
+        if insecure && !self.allow_insecure && loader::check_permissions(path, &self.root).is_err() {
+            // Still refused; said once already.
+            return None;
+        }
+        if unchanged_meta && !touched && !insecure {
             return None;
         }
         let bytes = match fs::read(path) {
@@ -151,8 +159,9 @@ impl Reconciler {
             modified: after.modified().ok(),
             hash,
             served,
+            insecure: false,
         };
-        if served == Some(hash) || (previous_hash == Some(hash) && served.is_none()) {
+        if served == Some(hash) || (previous_hash == Some(hash) && served.is_none() && !insecure) {
             if touched {
                 tracing::info!(library = %path.display(), "unchanged content; nothing to do");
             }
@@ -178,6 +187,7 @@ impl Reconciler {
                 Some(library)
             }
             Err(err) => {
+                record.insecure = matches!(err, LoadError::Insecure(_));
                 if served.is_some() {
                     tracing::warn!(library = %path.display(), "refused {}: {err}; the previous version keeps serving", path.display());
                 } else {

@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use crate::{
     build,
     config::Config,
-    execution::{Executor, InProcess},
+    connection::{self, ConnectionLimits},
+    execution::{AdmissionLimits, Executor, InProcess},
     http,
     reconcile::Reconciler,
     registry::NodeRegistry,
@@ -62,40 +63,59 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
 
-    let executor = Arc::new(Executor::new(
-        config.max_concurrent_executions,
-        config.max_queued_executions,
-        config.execution_timeout,
-    ));
+    let admission = AdmissionLimits {
+        max_concurrent: config.max_concurrent_executions,
+        max_queued: config.max_queued_executions,
+        max_queued_bytes: config.max_queued_bytes,
+        per_node: config.node_concurrency.clone(),
+    };
+    let executor = Arc::new(Executor::new(admission, config.execution_timeout));
     let limits = Limits {
         auth_token: config.auth_token.as_deref().map(Into::into),
         max_message_bytes: config.max_message_bytes,
         max_connections: config.max_connections,
         max_request_bytes: config.max_request_bytes,
+        max_outbox_bytes: config.max_outbox_bytes,
+        allowed_origins: config.allowed_origins.clone(),
+        loopback_only: false,
     };
-    let state = ServerState::new(config.identity.clone(), registry, executor, limits);
+    let connection_limits = ConnectionLimits::resolve(
+        config.max_http_connections,
+        config.header_read_timeout,
+        config.idle_timeout,
+    );
     let address = config.listen_address();
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(%local, "listening");
+    let limits = Limits {
+        // Bound to loopback only: requests naming another host are refused
+        // (DNS rebinding).
+        loopback_only: local.ip().is_loopback(),
+        ..limits
+    };
+    let state = ServerState::new(config.identity.clone(), registry, executor, limits);
+    tracing::info!(
+        %local,
+        max_http_connections = connection_limits.max_connections,
+        header_read_timeout_ms = connection_limits.header_read_timeout.as_millis() as u64,
+        idle_timeout_ms = connection_limits.idle_timeout.as_millis() as u64,
+        "listening"
+    );
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "nano-server listening on http://{local}")?;
         writeln!(stdout, "[NANOSERVER_READY]")?;
         stdout.flush()?;
     }
-    // Statuses are small frames written one by one: without TCP_NODELAY,
-    // Nagle's algorithm holds each behind the client's delayed ACK (~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, http::router(state.clone()))
-        .with_graceful_shutdown(drain_on_signal(state, config.shutdown_grace))
-        .await?;
+    connection::serve(
+        listener,
+        http::router(state.clone()),
+        connection_limits,
+        drain_on_signal(state, config.shutdown_grace),
+    )
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,13 +19,35 @@ use crate::{
     registry::NodeRegistry,
 };
 
-/// Limits and access rules of the transports.
-#[derive(Debug, Clone)]
+/// Limits and access rules of the transports. Its `Debug` output redacts
+/// the token.
+#[derive(Clone)]
 pub struct Limits {
     pub auth_token: Option<Arc<str>>,
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub max_request_bytes: usize,
+    /// Unsent bytes one WebSocket or event stream may hold.
+    pub max_outbox_bytes: usize,
+    /// Origins besides the server's own allowed to POST or open a WebSocket.
+    pub allowed_origins: Vec<String>,
+    /// Listening on a loopback address only: every request must name a
+    /// loopback host.
+    pub loopback_only: bool,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("auth_token", &crate::config::redacted(self.auth_token.as_deref()))
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_outbox_bytes", &self.max_outbox_bytes)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("loopback_only", &self.loopback_only)
+            .finish()
+    }
 }
 
 /// What every handler shares. Cloned for every request and middleware, so
@@ -77,7 +99,7 @@ impl ServerState {
     pub(crate) fn start_execution(&self, owner: u64, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
         let snapshot = self.registry.snapshot();
         let Some(node) = snapshot.get(&request.node_uid) else {
-            metrics::counter!(metrics::EXECUTIONS, "node" => request.node_uid.clone(), "outcome" => "unknown_node")
+            metrics::counter!(metrics::EXECUTIONS, "node" => metrics::UNKNOWN_NODE_LABEL, "outcome" => "unknown_node")
                 .increment(1);
             sink.send(Status::Error(
                 Failure::UnknownNode,

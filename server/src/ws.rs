@@ -5,7 +5,10 @@
 //! execution reaches only the connection that asked for it.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -26,12 +29,78 @@ const PING_EVERY: Duration = Duration::from_secs(25);
 /// …and a client that sent nothing for `PING_EVERY` + this is gone.
 const PONG_WITHIN: Duration = Duration::from_millis(12_500);
 
+/// How long a client cut off for not reading gets to take its close frame
+/// before its TCP connection is dropped.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+/// The frames queued for one connection, bounded in bytes: a client that
+/// sends requests and never reads the answers cannot grow the server's
+/// memory; past `max_outbox_bytes` it is cut off.
+struct Outbox {
+    frames: mpsc::UnboundedSender<Message>,
+    /// Bytes queued and not yet written to the socket.
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    /// Set once, when the client fell `max_bytes` behind.
+    overflowed: tokio::sync::watch::Sender<bool>,
+    connection: u64,
+}
+
+impl Outbox {
+    /// Queues a text frame, unless the client is too far behind (then the
+    /// frame is dropped and the connection will be closed).
+    fn push(&self, text: String) {
+        let len = text.len();
+        // One frame larger than the bound passes when nothing else is
+        // queued (a large but legal answer); what grows is refused.
+        let queued = self.bytes.fetch_add(len, Ordering::SeqCst);
+        if queued > 0 && queued + len > self.max_bytes {
+            self.bytes.fetch_sub(len, Ordering::SeqCst);
+            if !self.overflowed.send_replace(true) {
+                tracing::warn!(
+                    connection = self.connection,
+                    max_outbox_bytes = self.max_bytes,
+                    "client is not reading its messages ({} bytes unsent); closing with 1008 and aborting its executions",
+                    self.bytes.load(Ordering::SeqCst)
+                );
+            }
+            return;
+        }
+        let _ = self.frames.send(Message::Text(text.into()));
+    }
+
+    /// Queues a control frame (not counted: close frames only).
+    fn push_control(&self, message: Message) {
+        let _ = self.frames.send(message);
+    }
+
+    /// A frame left the queue: whether to write it. Once the client is cut
+    /// off, its unsent statuses are dropped so the close frame goes next.
+    fn take(&self, message: &Message) -> bool {
+        match message {
+            Message::Text(text) => {
+                self.bytes.fetch_sub(text.len(), Ordering::SeqCst);
+                !*self.overflowed.borrow()
+            }
+            _ => true,
+        }
+    }
+}
+
 /// Serves one upgraded connection until the client goes away.
 pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebSocket) {
     let connection = state.next_connection_id();
     tracing::info!(connection, "WebSocket client connected");
     let (mut sender, mut receiver) = socket.split();
-    let (outbox, mut outgoing) = mpsc::unbounded_channel::<Message>();
+    let (frames, mut outgoing) = mpsc::unbounded_channel::<Message>();
+    let outbox = Arc::new(Outbox {
+        frames,
+        bytes: AtomicUsize::new(0),
+        max_bytes: state.limits.max_outbox_bytes,
+        overflowed: tokio::sync::watch::channel(false).0,
+        connection,
+    });
+    let mut overflowed = outbox.overflowed.subscribe();
 
     // Subscribe before the handshake so no update can fall between the two.
     let mut updates = state.registry.subscribe();
@@ -47,6 +116,7 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
     let last_heard = Arc::new(std::sync::Mutex::new(Instant::now()));
     let heard = Arc::clone(&last_heard);
     let writer_state = state.clone();
+    let writer_outbox = Arc::clone(&outbox);
     // Dropped when the writer ends, which tells the reader to stop too.
     let (writer_alive, mut writer_done) = tokio::sync::oneshot::channel::<()>();
     let mut closing = state.closing();
@@ -58,7 +128,7 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
                 _ = async { closing.wait_for(|closing| *closing).await.map(drop) } => {
                     // Shutdown: what is queued (final statuses) goes first.
                     while let Ok(frame) = outgoing.try_recv() {
-                        if sender.send(frame).await.is_err() {
+                        if writer_outbox.take(&frame) && sender.send(frame).await.is_err() {
                             break;
                         }
                     }
@@ -90,14 +160,15 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
                         // Under load many statuses are ready at once: queue
                         // them all, then write them with one flush.
                         let mut close = None;
-                        let mut fed = sender.feed(frame).await;
+                        let mut fed = if writer_outbox.take(&frame) { sender.feed(frame).await } else { Ok(()) };
                         while fed.is_ok() {
                             match outgoing.try_recv() {
                                 Ok(Message::Close(frame)) => {
                                     close = Some(frame);
                                     break;
                                 }
-                                Ok(frame) => fed = sender.feed(frame).await,
+                                Ok(frame) if writer_outbox.take(&frame) => fed = sender.feed(frame).await,
+                                Ok(_) => {}
                                 Err(_) => break,
                             }
                         }
@@ -127,6 +198,7 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
         }
     });
 
+    let mut too_slow = false;
     loop {
         let message = tokio::select! {
             message = receiver.next() => match message {
@@ -135,6 +207,10 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
             },
             // The writer ends when the client stopped answering.
             _ = &mut writer_done => break,
+            _ = overflowed.wait_for(|overflowed| *overflowed) => {
+                too_slow = true;
+                break;
+            }
         };
         if let Ok(mut heard) = last_heard.lock() {
             *heard = Instant::now();
@@ -152,7 +228,7 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
             Err(err) if is_too_big(&err) => {
                 tracing::warn!(connection, %err, max_message_bytes = state.limits.max_message_bytes, "message too big; closing with 1009");
-                let _ = outbox.send(Message::Close(Some(CloseFrame {
+                outbox.push_control(Message::Close(Some(CloseFrame {
                     code: close_code::SIZE,
                     reason: "message too big".into(),
                 })));
@@ -169,6 +245,16 @@ pub(crate) async fn serve(socket: WebSocket, state: ServerState, _open: OpenWebS
 
     // Nobody is left to receive the results.
     let aborted = state.executor.abort_owner(connection).len();
+    if too_slow {
+        // The unsent statuses are dropped and the close frame goes next, if
+        // the client takes it within CLOSE_WITHIN; otherwise the TCP
+        // connection is dropped with the writer.
+        outbox.push_control(Message::Close(Some(CloseFrame {
+            code: close_code::POLICY,
+            reason: "too slow: not reading its messages".into(),
+        })));
+        let _ = tokio::time::timeout(CLOSE_WITHIN, &mut writer_done).await;
+    }
     writer.abort();
     connections.decrement(1.0);
     tracing::info!(connection, aborted, "WebSocket client disconnected");
@@ -180,7 +266,7 @@ fn is_too_big(err: &axum::Error) -> bool {
     text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long")
 }
 
-fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender<Message>, text: &str) {
+fn dispatch(state: &ServerState, connection: u64, outbox: &Arc<Outbox>, text: &str) {
     match protocol::decode(text) {
         Ok(ClientMessage::RequestExecution { node_id, request }) if state.is_shutting_down() => {
             ConnectionSink::new(state, outbox, &request.instance_id, &node_id).send(Status::Error(
@@ -205,7 +291,7 @@ fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender
             let aborted = state.executor.stop_instance(&instance_id);
             tracing::info!(connection, instance = %instance_id, aborted = aborted.len(), "stop_workflow_instance");
             let ack = protocol::ack_stop(&state.identity, &instance_id, aborted.len());
-            let _ = outbox.send(Message::Text(ack.into()));
+            outbox.push(ack);
             // The final errors of the aborted executions follow the ack.
             drop(aborted);
         }
@@ -219,19 +305,14 @@ fn dispatch(state: &ServerState, connection: u64, outbox: &mpsc::UnboundedSender
 /// Sends the statuses of one execution to its connection.
 struct ConnectionSink {
     prefix: String,
-    outbox: mpsc::UnboundedSender<Message>,
+    outbox: Arc<Outbox>,
 }
 
 impl ConnectionSink {
-    fn new(
-        state: &ServerState,
-        outbox: &mpsc::UnboundedSender<Message>,
-        instance_id: &str,
-        node_id: &RawValue,
-    ) -> Arc<Self> {
+    fn new(state: &ServerState, outbox: &Arc<Outbox>, instance_id: &str, node_id: &RawValue) -> Arc<Self> {
         Arc::new(Self {
             prefix: protocol::node_status_prefix(&state.identity, instance_id, node_id),
-            outbox: outbox.clone(),
+            outbox: Arc::clone(outbox),
         })
     }
 }
@@ -239,7 +320,6 @@ impl ConnectionSink {
 impl StatusSink for ConnectionSink {
     fn send(&self, status: Status) {
         // A closed outbox means the client left; its executions are aborted.
-        let frame = protocol::node_status(&self.prefix, &status);
-        let _ = self.outbox.send(Message::Text(frame.into()));
+        self.outbox.push(protocol::node_status(&self.prefix, &status));
     }
 }

@@ -324,12 +324,45 @@ impl Server {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends).
+    pub fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_field("VmRSS:")
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_field("VmHWM:")
+    }
+
+    fn status_field(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"))
     }
 
     /// Waits for the process to exit; its exit code.
@@ -563,6 +596,11 @@ impl Client {
     /// Frames received but not yet consumed.
     pub fn backlog(&self) -> &[Value] {
         &self.backlog
+    }
+
+    /// The raw WebSocket, for tests that read and write on their own.
+    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>> {
+        self.ws
     }
 }
 

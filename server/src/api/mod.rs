@@ -11,20 +11,24 @@ mod sse;
 use std::{sync::Arc, time::Instant};
 
 use axum::{
-    Json,
+    Extension, Json,
     body::Bytes,
     extract::{Path, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json, value::RawValue};
-use tokio::sync::mpsc;
 
 use crate::{
+    connection::ConnectionHandle,
     execution::{Executor, Failure, Status, StatusSink},
     protocol::unknown_node_message,
     state::ServerState,
 };
+
+/// How long an event-stream client that stopped reading has to take what
+/// is queued before its connection is dropped.
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An error answer: `{"status": "error", "message": …}` with a status code.
 #[derive(Debug)]
@@ -159,6 +163,7 @@ pub(crate) async fn get_node(
 pub(crate) async fn execute(
     State(state): State<ServerState>,
     Path(uid): Path<String>,
+    connection: Option<Extension<ConnectionHandle>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -183,9 +188,16 @@ pub(crate) async fn execute(
     };
     let started = Instant::now();
     if wants_event_stream(&headers) {
-        let (sink, statuses) = mpsc::unbounded_channel();
-        state.start_execution(owner, request, Arc::new(sse::StreamSink(sink)));
-        return Ok(sse::event_stream(statuses, guard, instance_id, node_id).into_response());
+        let executor = Arc::clone(&state.executor);
+        let on_overflow = Box::new(move || {
+            drop(executor.abort_owner(owner));
+            if let Some(Extension(connection)) = connection {
+                connection.close_after(CLOSE_WITHIN);
+            }
+        });
+        let (sink, statuses, unsent) = sse::StreamSink::new(state.limits.max_outbox_bytes, on_overflow);
+        state.start_execution(owner, request, Arc::new(sink));
+        return Ok(sse::event_stream(statuses, unsent, guard, instance_id, node_id).into_response());
     }
     // A plain JSON answer needs only the final status: this task wakes once.
     let (sink, answer) = tokio::sync::oneshot::channel();
@@ -283,16 +295,18 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: nodes loaded and not shutting down.
+/// Readiness: nodes loaded, not shutting down, and not wedged.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "nodes": 3})),
-              (status = 503, description = "Not ready: no node served, or shutting down", body = Object)))]
+              (status = 503, description = "Not ready: no node served, shutting down, or every slot held by nodes past their abort or timeout", body = Object)))]
 pub(crate) async fn readyz(State(state): State<ServerState>) -> Response {
     let nodes = state.registry.snapshot().uids.len();
     let reason = if state.is_shutting_down() {
         Some("shutting down")
     } else if nodes == 0 {
         Some("no node is served")
+    } else if state.executor.is_wedged() {
+        Some("every execution slot is held by a node that ignored its abort or timeout")
     } else {
         None
     };

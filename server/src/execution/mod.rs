@@ -7,24 +7,26 @@
 //! Transport-agnostic: the caller hands in a [`StatusSink`] and gets every
 //! status of the execution through it.
 
+mod admission;
 mod backend;
 mod host;
 mod pool;
 
+pub use admission::AdmissionLimits;
 pub use backend::{Backend, HookOutcome, LibraryRuntime, Loaded};
 pub use pool::InProcess;
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use serde_json::value::RawValue;
 
+use self::admission::{Admission, Book, Pending};
 use crate::{lock, metrics};
 
 /// What to run, with every JSON part already validated.
@@ -150,19 +152,23 @@ pub struct Executor {
 
 /// What the executor and its executions share.
 struct Shared {
-    max_queued: usize,
-    max_concurrent: usize,
+    limits: AdmissionLimits,
     timeout: Option<Duration>,
     /// For the timeout timers: runtimes run nodes off the async runtime.
     runtime: Option<tokio::runtime::Handle>,
-    /// Admitted executions whose node has not started yet.
-    queued: AtomicUsize,
-    /// Nodes running (a node that never returns keeps its slot).
-    busy: AtomicUsize,
-    active: Mutex<HashMap<u64, Active>>,
+    book: Mutex<Book>,
 }
 
-/// An admitted execution, until its node returned.
+impl Shared {
+    /// Hands executions that were given a slot to their runtimes.
+    fn dispatch(&self, now: Vec<Pending>) {
+        for pending in now {
+            pending.runtime.execute(pending.job);
+        }
+    }
+}
+
+/// An admitted execution, until it concludes.
 struct Active {
     instance_id: String,
     owner: u64,
@@ -170,18 +176,18 @@ struct Active {
 }
 
 impl Executor {
-    /// An executor refusing new executions while `max_concurrent` nodes run
-    /// and `max_queued` more wait, each running for at most `timeout` (if any).
-    pub fn new(max_concurrent: usize, max_queued: usize, timeout: Option<Duration>) -> Self {
+    /// An executor within `limits`, each execution running for at most
+    /// `timeout` (if any).
+    pub fn new(limits: AdmissionLimits, timeout: Option<Duration>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                max_queued,
-                max_concurrent: max_concurrent.max(1),
+                limits: AdmissionLimits {
+                    max_concurrent: limits.max_concurrent.max(1),
+                    ..limits
+                },
                 timeout,
                 runtime: tokio::runtime::Handle::try_current().ok(),
-                queued: AtomicUsize::new(0),
-                busy: AtomicUsize::new(0),
-                active: Mutex::new(HashMap::new()),
+                book: Mutex::new(Book::default()),
             }),
             next_id: AtomicU64::new(0),
         }
@@ -189,19 +195,9 @@ impl Executor {
 
     /// Starts an execution of `target` for `owner` (a connection id) and
     /// returns at once; every status, the final one included, goes to `sink`.
+    /// Beyond the admission limits it is refused at once with a `busy` error.
     pub fn start(&self, owner: u64, target: &Target, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
         let shared = &self.shared;
-        // Bounded waiting: beyond it, refuse at once rather than grow.
-        let waiting = shared.queued.fetch_add(1, Ordering::SeqCst);
-        if waiting >= shared.max_queued && shared.busy.load(Ordering::SeqCst) >= shared.max_concurrent {
-            shared.queued.fetch_sub(1, Ordering::SeqCst);
-            metrics::counter!(metrics::EXECUTIONS, "node" => target.uid.to_string(), "outcome" => "busy").increment(1);
-            sink.send(Status::error(
-                Failure::Busy,
-                format!("the server is busy: {waiting} executions are already waiting; try again later"),
-            ));
-            return;
-        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let execution = Arc::new(Execution {
             id,
@@ -215,19 +211,35 @@ impl Executor {
             span: tracing::info_span!("execution", instance = %request.instance_id, node = %request.node_uid),
             shared: Arc::clone(shared),
         });
-        lock(&shared.active).insert(
-            id,
-            Active {
-                instance_id: request.instance_id.clone(),
-                owner,
-                execution: Arc::clone(&execution),
-            },
-        );
-        target.runtime.execute(Job {
+        let active = Active {
+            instance_id: request.instance_id.clone(),
+            owner,
+            execution: Arc::clone(&execution),
+        };
+        let job = Job {
             node_index: target.node_index,
             request,
             execution,
-        });
+        };
+        let pending = Pending::new(Arc::clone(&target.runtime), job);
+        let mut book = lock(&shared.book);
+        match book.admit(&shared.limits, &target.uid, pending) {
+            Admission::Now(pending) => {
+                book.active.insert(id, active);
+                drop(book);
+                shared.dispatch(vec![pending]);
+            }
+            Admission::Waiting => {
+                book.active.insert(id, active);
+                metrics::hot().queued.set(book.waiting() as f64);
+            }
+            Admission::Refused(pending, refusal) => {
+                drop(book);
+                metrics::counter!(metrics::EXECUTIONS, "node" => target.uid.to_string(), "outcome" => "busy")
+                    .increment(1);
+                pending.job.execution.finish(Status::Error(Failure::Busy, refusal));
+            }
+        }
     }
 
     /// Aborts every execution of `instance_id`. Their final `error` goes out
@@ -246,15 +258,31 @@ impl Executor {
         self.abort_with(|_| true, message)
     }
 
-    /// Sets the abort flags; the final errors follow when the result drops.
+    /// Sets the abort flags and takes the aborted ones that still wait out
+    /// of their lanes; the final errors follow when the result drops.
     fn abort_with(&self, matches: impl Fn(&Active) -> bool, message: &str) -> Aborted {
-        let executions = lock(&self.shared.active)
+        let mut book = lock(&self.shared.book);
+        let executions: Vec<Arc<Execution>> = book
+            .active
             .values()
             .filter(|active| matches(active))
             .filter(|active| !active.execution.finished.load(Ordering::SeqCst))
             .filter(|active| !active.execution.aborted.swap(true, Ordering::SeqCst))
             .map(|active| Arc::clone(&active.execution))
             .collect();
+        let unstarted = if executions.is_empty() {
+            Vec::new()
+        } else {
+            book.remove_waiting(|pending| pending.job.execution.is_aborted())
+        };
+        for pending in &unstarted {
+            book.active.remove(&pending.job.execution.id);
+        }
+        metrics::hot().queued.set(book.waiting() as f64);
+        drop(book);
+        for pending in unstarted {
+            pending.job.execution.count(&Status::error(Failure::Aborted, ABORTED));
+        }
         Aborted {
             executions,
             message: message.to_owned(),
@@ -263,15 +291,29 @@ impl Executor {
 
     /// Executions that ended while their node is still running.
     pub fn stuck_count(&self) -> usize {
-        lock(&self.shared.active)
+        lock(&self.shared.book)
+            .active
             .values()
             .filter(|active| active.execution.lock_worker().stuck)
             .count()
     }
 
+    /// Whether every slot is held by a node whose execution already ended
+    /// (aborted or timed out) and that has not returned: nothing can run.
+    pub fn is_wedged(&self) -> bool {
+        let book = lock(&self.shared.book);
+        let stuck = book
+            .active
+            .values()
+            .filter(|active| active.execution.lock_worker().stuck)
+            .count();
+        book.running() >= self.shared.limits.max_concurrent && stuck >= book.running()
+    }
+
     /// Executions admitted whose final status has not been sent yet.
     pub fn active_count(&self) -> usize {
-        lock(&self.shared.active)
+        lock(&self.shared.book)
+            .active
             .values()
             .filter(|active| !active.execution.finished.load(Ordering::SeqCst))
             .count()
@@ -351,7 +393,6 @@ impl Execution {
     /// status is sent here); the runtime must not run the node then.
     pub fn begin(self: &Arc<Self>) -> Option<Running> {
         let shared = &self.shared;
-        shared.queued.fetch_sub(1, Ordering::SeqCst);
         let hot = metrics::hot();
         hot.queue_wait.record(self.queued_at.elapsed().as_secs_f64());
         let started = Instant::now();
@@ -361,7 +402,6 @@ impl Execution {
         }
         self.forward(Status::Running);
         let timer = shared.timeout.and_then(|limit| self.start_timer(limit));
-        shared.busy.fetch_add(1, Ordering::SeqCst);
         hot.in_flight.increment(1.0);
         self.lock_worker().running = true;
         Some(Running { started, timer })
@@ -378,7 +418,6 @@ impl Execution {
             }
         }
         metrics::hot().in_flight.decrement(1.0);
-        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
         if let Some(timer) = running.timer {
             timer.abort();
         }
@@ -400,24 +439,40 @@ impl Execution {
 
     /// The runtime cannot run this execution at all (it never began).
     pub fn reject(&self, failure: Failure, message: String) {
-        self.shared.queued.fetch_sub(1, Ordering::SeqCst);
         self.conclude(Instant::now(), Status::Error(failure, message));
     }
 
-    /// Records the outcome, sends the final status and forgets the execution.
+    /// Records the outcome, sends the final status, forgets the execution
+    /// and gives its slot to the next one waiting.
     fn conclude(&self, started: Instant, status: Status) {
         let node_metrics = self.metrics.get_or_init(|| metrics::NodeMetrics::new(&self.uid));
         node_metrics.duration.record(started.elapsed().as_secs_f64());
-        match &status {
+        self.count(&status);
+        self.finish(status);
+        let shared = &self.shared;
+        let mut book = lock(&shared.book);
+        book.active.remove(&self.id);
+        let now = book.release(&shared.limits, &self.uid);
+        if !now.is_empty() {
+            metrics::hot().queued.set(book.waiting() as f64);
+        }
+        drop(book);
+        shared.dispatch(now);
+    }
+
+    /// Counts the outcome in the metrics.
+    fn count(&self, status: &Status) {
+        match status {
             Status::Error(failure, message) => {
                 tracing::debug!(parent: &self.span, outcome = failure.label(), %message, "execution failed");
                 metrics::counter!(metrics::EXECUTIONS, "node" => self.uid.to_string(), "outcome" => failure.label())
                     .increment(1);
             }
-            _ => node_metrics.complete.increment(1),
+            _ => {
+                let node_metrics = self.metrics.get_or_init(|| metrics::NodeMetrics::new(&self.uid));
+                node_metrics.complete.increment(1);
+            }
         }
-        self.finish(status);
-        lock(&self.shared.active).remove(&self.id);
     }
 
     /// Ends the execution with a timeout error after `limit`, unless the

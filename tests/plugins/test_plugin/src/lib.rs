@@ -89,4 +89,28 @@ impl Node for Hangs {
     }
 }
 
-nano_plugin_abi::export_nodes![Panics, Echo, Stubborn, Hangs];
+/// Sends `count` `running` statuses of about `size` bytes each (stopping
+/// when aborted), then succeeds: a node whose caller may not keep up.
+pub struct Chatty;
+
+impl Node for Chatty {
+    fn definition(&self) -> NodeDefinition {
+        NodeDefinition::new("test-chatty", "Test Chatty")
+            .category("Test")
+            .parameter(Parameter::number("count", 100))
+            .parameter(Parameter::number("size", 1024))
+    }
+
+    fn execute(&self, ctx: &Context) -> NodeResult {
+        let count: u64 = ctx.param("count")?;
+        let size: usize = ctx.param("size")?;
+        let message = "x".repeat(size);
+        for _ in 0..count {
+            ctx.check_aborted()?;
+            ctx.running(&message);
+        }
+        Ok(Outputs::new().with("result", count))
+    }
+}
+
+nano_plugin_abi::export_nodes![Panics, Echo, Stubborn, Hangs, Chatty];
