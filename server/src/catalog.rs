@@ -5,21 +5,45 @@
 use std::{collections::HashSet, path::Path, process::ExitCode, sync::Arc};
 
 use crate::{
-    config::{Config, Overrides},
-    execution::{Backend, InProcess},
+    config::{Config, Isolation, Overrides},
+    execution::{Backend, InProcess, ProcessBackend},
     loader::NodeInfo,
     reconcile::Reconciler,
     registry::NodeRegistry,
 };
 
-/// `nano-server inspect`: loads one library as the server would and shows
-/// its nodes, or why it would be refused (exit code 1).
-pub fn inspect(library: &Path, json: bool) -> ExitCode {
+/// A backend for a command, with the runtime its workers need (kept alive
+/// as long as the backend; dropping it ends the workers).
+fn command_backend(
+    isolation: Isolation,
+    settings: impl FnOnce() -> crate::execution::ProcessSettings,
+) -> Result<(Arc<dyn Backend>, Option<tokio::runtime::Runtime>), String> {
+    match isolation {
+        Isolation::InProcess => Ok((Arc::new(InProcess::new(1).map_err(|e| e.to_string())?), None)),
+        Isolation::Process => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let backend = ProcessBackend::new(settings(), runtime.handle().clone());
+            Ok((Arc::new(backend), Some(runtime)))
+        }
+    }
+}
+
+/// `nano-server inspect`: loads one library as the server would (in a
+/// worker process unless `isolation` says otherwise) and shows its nodes,
+/// or why it would be refused (exit code 1).
+pub fn inspect(library: &Path, json: bool, isolation: Isolation) -> ExitCode {
+    let root = library.parent().unwrap_or(Path::new(".")).to_owned();
     let loaded = std::fs::read(library)
         .map_err(|e| format!("cannot read the file: {e}"))
         .and_then(|bytes| {
-            let backend = InProcess::new(1).map_err(|e| e.to_string())?;
-            backend.load(library, &bytes).map_err(|e| e.to_string())
+            let (backend, runtime) = command_backend(isolation, || crate::execution::ProcessSettings::defaults(root))?;
+            let loaded = backend.load(library, &bytes).map_err(|e| e.to_string());
+            drop(runtime);
+            loaded
         });
     match loaded {
         Ok(loaded) => {
@@ -27,9 +51,10 @@ pub fn inspect(library: &Path, json: bool) -> ExitCode {
                 let definitions: Vec<&serde_json::Value> = loaded.nodes.iter().map(|n| &n.definition).collect();
                 println!("{}", serde_json::to_string_pretty(&definitions).unwrap_or_default());
             } else {
-                println!("library: {}", library.display());
+                println!("library:   {}", library.display());
+                println!("isolation: {}", isolation.as_str());
                 println!(
-                    "abi:     nano-plugin-abi {} (this server: {})",
+                    "abi:       nano-plugin-abi {} (this server: {})",
                     loaded.abi_version,
                     nano_plugin_abi::ABI_VERSION
                 );
@@ -86,16 +111,20 @@ fn print_node_table<'a>(rows: impl Iterator<Item = (&'a NodeInfo, Option<&'a Pat
 }
 
 /// `nano-server nodes`: what the server would serve from a configuration.
-pub fn list_nodes(config_path: &Path) -> ExitCode {
-    let config = match Config::load(config_path, &Overrides::default()) {
+pub fn list_nodes(config_path: &Path, isolation: Option<Isolation>) -> ExitCode {
+    let overrides = Overrides {
+        isolation,
+        ..Overrides::default()
+    };
+    let config = match Config::load(config_path, &overrides) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("nano-server: {err}");
             return ExitCode::from(2);
         }
     };
-    let backend: Arc<dyn Backend> = match InProcess::new(1) {
-        Ok(backend) => Arc::new(backend),
+    let (backend, _runtime) = match command_backend(config.isolation, || crate::serve::process_settings(&config)) {
+        Ok(backend) => backend,
         Err(err) => {
             eprintln!("nano-server nodes: {err}");
             return ExitCode::FAILURE;
@@ -112,7 +141,12 @@ pub fn list_nodes(config_path: &Path) -> ExitCode {
         }
     };
     let snapshot = registry.snapshot();
-    println!("{} node(s) from {}:", snapshot.uids.len(), config.nodes_path.display());
+    println!(
+        "{} node(s) from {} (isolation: {}):",
+        snapshot.uids.len(),
+        config.nodes_path.display(),
+        config.isolation.as_str()
+    );
     print_node_table(snapshot.uids.iter().filter_map(|uid| {
         let handle = snapshot.get(uid)?;
         Some((handle.info(), Some(handle.library.path.as_path())))

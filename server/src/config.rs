@@ -67,6 +67,34 @@ struct FileConfig {
     idle_timeout_ms: Option<u64>,
     allowed_origins: Option<Vec<String>>,
     nodes: Option<std::collections::BTreeMap<String, NodeSettings>>,
+    isolation: Option<Isolation>,
+    abort_grace_ms: Option<u64>,
+    worker_drain_ms: Option<u64>,
+    worker_memory_limit_mb: Option<u64>,
+    worker_start_timeout_ms: Option<u64>,
+    worker_restart_initial_ms: Option<u64>,
+    worker_restart_max_ms: Option<u64>,
+    worker_restart_wait_ms: Option<u64>,
+}
+
+/// Where plugin code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Each library in a worker process of its own: a crash, hang or leak
+    /// takes down only that worker.
+    Process,
+    /// Libraries mapped into the server: fastest, for trusted nodes.
+    InProcess,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::InProcess => "in-process",
+        }
+    }
 }
 
 /// `[nodes.<uid>]`: settings of one node.
@@ -84,6 +112,7 @@ pub struct Overrides {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub nodes_path: Option<PathBuf>,
+    pub isolation: Option<Isolation>,
 }
 
 /// Who this server is, as sent in `GET /` and the handshake.
@@ -141,6 +170,18 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Per node uid: at most this many executions at once.
     pub node_concurrency: std::collections::HashMap<String, usize>,
+    pub isolation: Isolation,
+    /// An aborted node that has not returned after this loses its worker
+    /// (process isolation).
+    pub abort_grace: Duration,
+    /// How long a replaced or retired worker may finish its executions.
+    pub worker_drain: Duration,
+    /// A worker whose resident memory passes this is ended.
+    pub worker_memory_limit_mb: Option<u64>,
+    pub worker_start_timeout: Duration,
+    pub worker_restart_initial: Duration,
+    pub worker_restart_max: Duration,
+    pub worker_restart_wait: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -169,6 +210,14 @@ impl std::fmt::Debug for Config {
             .field("idle_timeout", &self.idle_timeout)
             .field("allowed_origins", &self.allowed_origins)
             .field("node_concurrency", &self.node_concurrency)
+            .field("isolation", &self.isolation)
+            .field("abort_grace", &self.abort_grace)
+            .field("worker_drain", &self.worker_drain)
+            .field("worker_memory_limit_mb", &self.worker_memory_limit_mb)
+            .field("worker_start_timeout", &self.worker_start_timeout)
+            .field("worker_restart_initial", &self.worker_restart_initial)
+            .field("worker_restart_max", &self.worker_restart_max)
+            .field("worker_restart_wait", &self.worker_restart_wait)
             .finish()
     }
 }
@@ -303,6 +352,14 @@ impl Config {
                 .map(|origin| origin.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             node_concurrency,
+            isolation: overrides.isolation.or(parsed.isolation).unwrap_or(Isolation::Process),
+            abort_grace: ms(parsed.abort_grace_ms, 5_000),
+            worker_drain: ms(parsed.worker_drain_ms, 60_000),
+            worker_memory_limit_mb: parsed.worker_memory_limit_mb.filter(|mb| *mb > 0),
+            worker_start_timeout: ms(parsed.worker_start_timeout_ms, 10_000),
+            worker_restart_initial: ms(parsed.worker_restart_initial_ms, 100),
+            worker_restart_max: ms(parsed.worker_restart_max_ms, 30_000),
+            worker_restart_wait: ms(parsed.worker_restart_wait_ms, 10_000),
         })
     }
 
@@ -313,6 +370,10 @@ impl Config {
             _ => format!("{}:{}", self.host, self.port),
         }
     }
+}
+
+fn ms(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(value.unwrap_or(default))
 }
 
 /// `path` made absolute against the working directory, without resolving

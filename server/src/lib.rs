@@ -30,6 +30,12 @@ mod state;
 mod watcher;
 mod ws;
 
+/// Runs a worker process (`nano-server worker`, started by the server in
+/// process isolation, never by hand).
+pub fn run_worker(threads: usize) -> std::process::ExitCode {
+    execution::run_worker(threads)
+}
+
 /// Locks a mutex, taking the data even if a thread panicked holding it: every
 /// lock in the server guards data that stays consistent between statements.
 pub(crate) fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

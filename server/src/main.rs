@@ -6,7 +6,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 use clap::Parser;
 use nano_server::{
     build, catalog,
-    config::{Config, Overrides},
+    config::{Config, Isolation, Overrides},
     scaffold,
     serve::serve,
 };
@@ -38,6 +38,10 @@ struct Cli {
     /// Folder scanned for node libraries (overrides `nodes_path`).
     #[arg(long)]
     nodes_path: Option<PathBuf>,
+    /// Where plugin code runs (overrides `isolation`): `process` (each
+    /// library in a worker process) or `in-process`.
+    #[arg(long, value_enum)]
+    isolation: Option<Isolation>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -74,12 +78,29 @@ enum Subcommand {
         /// Print the node definitions as JSON.
         #[arg(long)]
         json: bool,
+        /// Load it in a worker process (default: a library that crashes
+        /// while loading is reported) or in this process (for a debugger).
+        #[arg(long, value_enum, default_value = "process")]
+        isolation: Isolation,
     },
     /// Lists what the server would serve from a configuration, without listening.
     Nodes {
         /// The configuration file.
         #[arg(long, short, default_value = "config.toml")]
         config: PathBuf,
+        /// Overrides the configuration's `isolation`.
+        #[arg(long, value_enum)]
+        isolation: Option<Isolation>,
+    },
+    /// A worker process of process isolation (started by the server).
+    #[command(hide = true)]
+    Worker {
+        /// Node threads at most.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// The library it runs (for `ps`; it arrives over the channel).
+        #[arg(long)]
+        library: Option<String>,
     },
 }
 
@@ -93,14 +114,20 @@ fn main() -> ExitCode {
             abi_path,
         }) => return new_node(&name, &category, path, abi_path.as_deref()),
         Some(Subcommand::Build { dir, release }) => return build_nodes(&dir, release),
-        Some(Subcommand::Inspect { library, json }) => return catalog::inspect(&library, json),
-        Some(Subcommand::Nodes { config }) => return catalog::list_nodes(&config),
+        Some(Subcommand::Inspect {
+            library,
+            json,
+            isolation,
+        }) => return catalog::inspect(&library, json, isolation),
+        Some(Subcommand::Nodes { config, isolation }) => return catalog::list_nodes(&config, isolation),
+        Some(Subcommand::Worker { threads, .. }) => return nano_server::run_worker(threads),
         None => {}
     }
     let overrides = Overrides {
         host: cli.host,
         port: cli.port,
         nodes_path: cli.nodes_path,
+        isolation: cli.isolation,
     };
     let config = match Config::load(&cli.config, &overrides) {
         Ok(config) => config,

@@ -33,6 +33,13 @@ pub const LIBRARY_LOADS: &str = "nano_library_loads_total";
 pub const LIBRARY_SWAPS: &str = "nano_library_swaps_total";
 /// Libraries refused (not a plugin, truncated, ABI mismatch, init panic).
 pub const LIBRARY_FAILURES: &str = "nano_library_load_failures_total";
+/// Worker processes alive now (process isolation).
+pub const WORKERS: &str = "nano_workers";
+/// Worker restarts by `library` (relative to nodes_path) and `reason`
+/// (crashed, memory, hung).
+pub const WORKER_RESTARTS: &str = "nano_worker_restarts_total";
+/// Resident memory of a library's worker, by `library`.
+pub const WORKER_RSS: &str = "nano_worker_rss_bytes";
 /// WebSocket connections open now.
 pub const WS_CONNECTIONS: &str = "nano_websocket_connections";
 /// HTTP requests by `route` and `status`.
@@ -73,6 +80,9 @@ fn describe() {
     describe_counter!(LIBRARY_LOADS, "Libraries loaded for a new path");
     describe_counter!(LIBRARY_SWAPS, "Libraries replaced by a new version");
     describe_counter!(LIBRARY_FAILURES, "Libraries refused");
+    describe_gauge!(WORKERS, "Worker processes alive now");
+    describe_counter!(WORKER_RESTARTS, "Worker restarts by library and reason");
+    describe_gauge!(WORKER_RSS, "Resident memory of a library's worker process, in bytes");
     describe_gauge!(WS_CONNECTIONS, "WebSocket connections open now");
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
 }

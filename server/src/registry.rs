@@ -174,18 +174,36 @@ impl NodeRegistry {
         previous
     }
 
+    /// Stops serving the library version running on `runtime` (it failed
+    /// for good), unless another version replaced it already.
+    pub fn withdraw(&self, runtime: &Arc<dyn LibraryRuntime>) {
+        let served = lock(&self.inner.libraries)
+            .values()
+            .any(|library| Arc::ptr_eq(&library.runtime, runtime));
+        if served {
+            self.update(|libraries| libraries.retain(|_, library| !Arc::ptr_eq(&library.runtime, runtime)));
+        }
+    }
+
+    /// Whether any served library can run executions (its worker is up or
+    /// restarting); false when there is none.
+    pub fn any_up(&self) -> bool {
+        lock(&self.inner.libraries)
+            .values()
+            .any(|library| library.runtime.is_up())
+    }
+
     /// The library served for `path`, if any.
     pub fn library(&self, path: &std::path::Path) -> Option<Arc<Library>> {
         lock(&self.inner.libraries).get(path).cloned()
     }
 
-    /// The server is stopping: retires every version still served and
-    /// returns every version whose shutdown hook is owed, replaced ones first.
-    /// (The served set is left as it is: nothing executes any more.)
+    /// The server is stopping: every version whose shutdown hook is owed,
+    /// replaced ones first, then those still served. (The served set is
+    /// left as it is: nothing executes any more.)
     pub fn retire_all(&self) -> Vec<Arc<Library>> {
-        let served: Vec<Arc<Library>> = lock(&self.inner.libraries).values().cloned().collect();
         let mut owed = std::mem::take(&mut *lock(&self.inner.retired));
-        owed.extend(served.into_iter().filter(|library| library.runtime.retire()));
+        owed.extend(lock(&self.inner.libraries).values().cloned());
         owed
     }
 
@@ -259,7 +277,10 @@ impl NodeRegistry {
             };
             match outcome {
                 Some(Ok(())) => report.ran += 1,
-                Some(Err(_)) => report.failed += 1,
+                Some(Err(message)) => {
+                    report.failed += 1;
+                    tracing::warn!(path = %library.path.display(), "shutdown hook failed: {message}");
+                }
                 None => {
                     report.without_hook += 1;
                     tracing::debug!(

@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use crate::{
     build,
     config::Config,
+    config::Isolation,
     connection::{self, ConnectionLimits},
-    execution::{AdmissionLimits, Executor, InProcess},
+    execution::{AdmissionLimits, Backend, Executor, InProcess, ProcessBackend, ProcessSettings},
     http,
     reconcile::Reconciler,
     registry::NodeRegistry,
@@ -31,10 +32,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             metrics.run_upkeep();
         }
     });
-    let backend = InProcess::new(config.max_concurrent_executions)
-        .context("cannot create the folder for private library copies")?;
     let registry = NodeRegistry::new();
-    let mut reconciler = Reconciler::new(Arc::new(backend), registry.clone(), config.nodes_path.clone())
+    let backend = backend(&config, &registry)?;
+    tracing::info!(isolation = config.isolation.as_str(), "plugin isolation");
+    let mut reconciler = Reconciler::new(backend, registry.clone(), config.nodes_path.clone())
         .allow_insecure_permissions(config.allow_insecure_permissions);
     let builder = if config.build_sources {
         let builder = build::SourceBuilder::start(config.nodes_path.clone(), BUILD_RELEASE)
@@ -44,7 +45,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    load_all(&mut reconciler, &registry, &config)?;
+    // Loading may wait on worker processes, which this runtime supervises.
+    tokio::task::block_in_place(|| load_all(&mut reconciler, &registry, &config))?;
     // Dropping the watcher (or the reconciler, when not watching) at the end
     // of `serve` removes the private copies.
     let insecure_root = crate::loader::check_permissions(&config.nodes_path, &config.nodes_path).err();
@@ -118,6 +120,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The backend `config.isolation` asks for. In process mode, a library that
+/// fails for good is withdrawn from `registry`.
+pub(crate) fn backend(config: &Config, registry: &NodeRegistry) -> anyhow::Result<Arc<dyn Backend>> {
+    Ok(match config.isolation {
+        Isolation::InProcess => Arc::new(
+            InProcess::new(config.max_concurrent_executions)
+                .context("cannot create the folder for private library copies")?,
+        ),
+        Isolation::Process => {
+            if cfg!(not(unix)) {
+                anyhow::bail!(
+                    "isolation = \"process\" is not available on this platform; set isolation = \"in-process\""
+                );
+            }
+            let backend = ProcessBackend::new(process_settings(config), tokio::runtime::Handle::current());
+            let registry = registry.clone();
+            backend.on_failed(Box::new(move |runtime| registry.withdraw(runtime)));
+            Arc::new(backend)
+        }
+    })
+}
+
+/// The process backend's settings from the configuration.
+pub(crate) fn process_settings(config: &Config) -> ProcessSettings {
+    ProcessSettings {
+        root: config.nodes_path.clone(),
+        threads: config.max_concurrent_executions,
+        start_timeout: config.worker_start_timeout,
+        abort_grace: config.abort_grace,
+        drain: config.worker_drain,
+        memory_limit_bytes: config.worker_memory_limit_mb.map(|mb| mb << 20),
+        restart_initial: config.worker_restart_initial,
+        restart_max: config.worker_restart_max,
+        restart_wait: config.worker_restart_wait,
+    }
 }
 
 /// Loads every library under `nodes_path` and logs what is served.

@@ -95,6 +95,20 @@ fn run(command: &mut Command, what: &str) {
     assert!(status.success(), "{what} failed: {status}");
 }
 
+/// The isolation mode the end-to-end tests run the server in:
+/// `NANO_TEST_ISOLATION=in-process` runs the whole suite in-process (CI
+/// runs it both ways); otherwise the default, `process`.
+pub fn isolation_override() -> Option<String> {
+    std::env::var("NANO_TEST_ISOLATION")
+        .ok()
+        .filter(|mode| !mode.is_empty())
+}
+
+/// Whether the suite runs in process isolation (the default).
+pub fn process_isolation() -> bool {
+    isolation_override().is_none_or(|mode| mode == "process")
+}
+
 /// The node uids a status document (`GET /`) lists, sorted.
 pub fn uids(doc: &Value) -> Vec<String> {
     let mut uids: Vec<String> = doc["nodeUIDs"]
@@ -407,6 +421,9 @@ pub fn server_command(config: &Path) -> Command {
         .arg(config)
         .env("RUST_LOG", "info")
         .env("RUST_BACKTRACE", "0");
+    if let Some(mode) = isolation_override() {
+        command.arg("--isolation").arg(mode);
+    }
     for var in [
         "PORT",
         "DOMAIN",

@@ -159,6 +159,7 @@ pub(crate) async fn get_node(
         (status = 413, description = "Body over max_request_bytes", body = ErrorBody),
         (status = 422, description = "The node's own error", body = ErrorBody),
         (status = 503, description = "Shutting down, or busy (max_queued_executions waiting)", body = ErrorBody),
+        (status = 502, description = "The process running the node crashed (process isolation)", body = ErrorBody),
         (status = 504, description = "Ran past execution_timeout_ms", body = ErrorBody)))]
 pub(crate) async fn execute(
     State(state): State<ServerState>,
@@ -228,6 +229,7 @@ fn failure_code(failure: Failure) -> StatusCode {
         Failure::UnknownNode => StatusCode::NOT_FOUND,
         Failure::Aborted => StatusCode::CONFLICT,
         Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        Failure::Crashed => StatusCode::BAD_GATEWAY,
         Failure::Busy => StatusCode::SERVICE_UNAVAILABLE,
         Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -305,6 +307,8 @@ pub(crate) async fn readyz(State(state): State<ServerState>) -> Response {
         Some("shutting down")
     } else if nodes == 0 {
         Some("no node is served")
+    } else if !state.registry.any_up() {
+        Some("no worker is up: every library's worker is down or failed")
     } else if state.executor.is_wedged() {
         Some("every execution slot is held by a node that ignored its abort or timeout")
     } else {

@@ -65,7 +65,11 @@ impl StatusSink for StreamSink {
     fn send(&self, status: Status) {
         let len = size(&status);
         // The final status always goes (one per execution): the stream ends with it.
-        let unsent = if status.is_final() { 0 } else { self.unsent.fetch_add(len, Ordering::SeqCst) };
+        let unsent = if status.is_final() {
+            0
+        } else {
+            self.unsent.fetch_add(len, Ordering::SeqCst)
+        };
         // As over WebSocket: one large status passes when nothing is queued.
         if !status.is_final() && unsent > 0 && unsent + len > self.max_bytes {
             self.unsent.fetch_sub(len, Ordering::SeqCst);

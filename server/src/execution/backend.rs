@@ -51,4 +51,10 @@ pub trait LibraryRuntime: Send + Sync {
     /// whether its shutdown hook is still owed when the server stops (true
     /// for a library that stays mapped in the server's process).
     fn retire(&self) -> bool;
+
+    /// Whether it can run executions now or soon (a worker is up or
+    /// restarting); false once it failed for good.
+    fn is_up(&self) -> bool {
+        true
+    }
 }

@@ -9,12 +9,24 @@ use super::{Execution, ExecutionRequest, Status, UpdateKind};
 
 impl HostCallbacks for Execution {
     fn send_status(&self, status: RStr<'_>) {
+        self.node_status(status.as_str());
+    }
+
+    fn is_aborted(&self) -> bool {
+        Execution::is_aborted(self)
+    }
+}
+
+impl Execution {
+    /// A status the node sent (a NodeStatus object as JSON): forwarded when
+    /// it is one a node may send (`running`, `idle`, `missing`), else
+    /// dropped and logged. From any backend.
+    pub fn node_status(&self, json: &str) {
         #[derive(Deserialize)]
         struct Kind<'a> {
             #[serde(rename = "type", borrow)]
             kind: &'a str,
         }
-        let json = status.as_str();
         let kind = match serde_json::from_str::<Kind<'_>>(json) {
             Ok(Kind { kind: "running" }) => UpdateKind::Running,
             Ok(Kind { kind: "idle" }) => UpdateKind::Idle,
@@ -33,19 +45,15 @@ impl HostCallbacks for Execution {
         };
         self.forward(Status::Update(kind, json.to_owned()));
     }
-
-    fn is_aborted(&self) -> bool {
-        Execution::is_aborted(self)
-    }
 }
 
 /// Calls node `node_index` of `module` on this thread until it returns.
 /// Never panics: the plugin side catches panics and returns them as errors.
-pub(super) fn call_node(
+pub(crate) fn call_node<H: HostCallbacks>(
     module: PluginModuleRef,
     node_index: u32,
     request: &ExecutionRequest,
-    execution: &Execution,
+    execution: &H,
 ) -> Result<String, String> {
     let call = ExecuteCall {
         node_index,

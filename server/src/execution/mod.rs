@@ -11,10 +11,15 @@ mod admission;
 mod backend;
 mod host;
 mod pool;
+mod process;
+mod wire;
+mod worker;
 
 pub use admission::AdmissionLimits;
 pub use backend::{Backend, HookOutcome, LibraryRuntime, Loaded};
 pub use pool::InProcess;
+pub use process::{ProcessBackend, ProcessSettings};
+pub use worker::run as run_worker;
 
 use std::{
     sync::{
@@ -75,6 +80,8 @@ pub enum Failure {
     Aborted,
     /// Ran past `execution_timeout_ms`.
     TimedOut,
+    /// The process running the node died (process isolation).
+    Crashed,
     /// Refused: `max_queued_executions` are already waiting.
     Busy,
     /// The server could not run it.
@@ -89,6 +96,7 @@ impl Failure {
             Self::UnknownNode => "unknown_node",
             Self::Aborted => "aborted",
             Self::TimedOut => "timeout",
+            Self::Crashed => "crashed",
             Self::Busy => "busy",
             Self::Internal => "internal",
         }
@@ -210,6 +218,7 @@ impl Executor {
             queued_at: Instant::now(),
             span: tracing::info_span!("execution", instance = %request.instance_id, node = %request.node_uid),
             shared: Arc::clone(shared),
+            abort_hook: Mutex::new(None),
         });
         let active = Active {
             instance_id: request.instance_id.clone(),
@@ -270,6 +279,9 @@ impl Executor {
             .filter(|active| !active.execution.aborted.swap(true, Ordering::SeqCst))
             .map(|active| Arc::clone(&active.execution))
             .collect();
+        for execution in &executions {
+            execution.run_abort_hook();
+        }
         let unstarted = if executions.is_empty() {
             Vec::new()
         } else {
@@ -363,6 +375,9 @@ pub struct Execution {
     queued_at: Instant,
     span: tracing::Span,
     shared: Arc<Shared>,
+    /// Set by a runtime that must be told of an abort (a worker process
+    /// cannot read the flag); called once, when the flag is set.
+    abort_hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 #[derive(Default)]
@@ -386,6 +401,27 @@ impl Execution {
 
     fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// The execution's id, unique in this server's life.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Calls `hook` once when the execution is aborted (at once if it is
+    /// already).
+    pub fn on_abort(&self, hook: Box<dyn FnOnce() + Send>) {
+        *lock(&self.abort_hook) = Some(hook);
+        if self.is_aborted() {
+            self.run_abort_hook();
+        }
+    }
+
+    fn run_abort_hook(&self) {
+        let hook = lock(&self.abort_hook).take();
+        if let Some(hook) = hook {
+            hook();
+        }
     }
 
     /// The node is about to start: sends `running` and starts the timeout.
@@ -483,6 +519,7 @@ impl Execution {
         Some(runtime.spawn(async move {
             tokio::time::sleep(limit).await;
             if !execution.aborted.swap(true, Ordering::SeqCst) {
+                execution.run_abort_hook();
                 // The late result is discarded: `finish` sends only once.
                 execution.finish(Status::error(
                     Failure::TimedOut,

@@ -16,7 +16,7 @@
 //! HTTP throughput.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc, Condvar, Mutex, Weak,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -48,6 +48,25 @@ impl InProcess {
     }
 }
 
+/// Runs `node_index` of `module` for `job` on this thread, through to its
+/// final status (the in-process backend's unit of work).
+fn run_job(module: PluginModuleRef, job: Job) {
+    let Job {
+        node_index,
+        request,
+        execution,
+    } = job;
+    let _entered = execution.span().clone().entered();
+    let Some(running) = execution.begin() else { return };
+    // Plugins catch their own panics; this guards the host's side, so a
+    // worker never dies with an execution left unanswered.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        host::call_node(module, node_index, &request, &*execution)
+    }))
+    .unwrap_or_else(|_| Err("internal error while running the node".to_owned()));
+    execution.end(running, outcome.map_err(|message| (Failure::Node, message)));
+}
+
 impl Backend for InProcess {
     fn load(&self, path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
         let module = self.loader.load_bytes(path, bytes)?;
@@ -55,7 +74,6 @@ impl Backend for InProcess {
             abi_version: module.abi_version,
             nodes: module.nodes,
             runtime: Arc::new(InProcessLibrary {
-                path: path.to_owned(),
                 module: module.module,
                 pool: Arc::clone(&self.pool),
             }),
@@ -66,36 +84,24 @@ impl Backend for InProcess {
 /// One library version mapped into this process. It is never unmapped (see
 /// [`crate::loader`]), so its shutdown hook is owed even after a swap.
 struct InProcessLibrary {
-    path: PathBuf,
     module: PluginModuleRef,
     pool: Arc<Pool>,
 }
 
 impl LibraryRuntime for InProcessLibrary {
     fn execute(&self, job: Job) {
-        let work = Work {
-            module: self.module,
-            job,
-        };
-        if let Err(crossbeam_channel::SendError(work)) = self.pool.jobs.send(work) {
+        let module = self.module;
+        let execution = Arc::clone(&job.execution);
+        if self.pool.submit(Box::new(move || run_job(module, job))).is_err() {
             // Only when every worker thread failed to start.
-            work.job
-                .execution
-                .reject(Failure::Internal, "no worker thread to run the node".to_owned());
-            return;
+            execution.reject(Failure::Internal, "no worker thread to run the node".to_owned());
         }
-        self.pool.watch();
     }
 
     fn shutdown_hook(&self) -> HookOutcome {
-        let outcome = self
-            .module
+        self.module
             .shutdown()
-            .map(|hook| hook().into_result().map_err(|e| e.into_string()));
-        if let Some(Err(message)) = &outcome {
-            tracing::warn!(path = %self.path.display(), "shutdown hook failed: {message}");
-        }
-        outcome
+            .map(|hook| hook().into_result().map_err(|e| e.into_string()))
     }
 
     fn retire(&self) -> bool {
@@ -103,31 +109,8 @@ impl LibraryRuntime for InProcessLibrary {
     }
 }
 
-/// One execution handed to the workers, with the code that runs it.
-struct Work {
-    module: PluginModuleRef,
-    job: Job,
-}
-
-impl Work {
-    /// Runs the node on this worker thread, through to its final status.
-    fn run(self) {
-        let Job {
-            node_index,
-            request,
-            execution,
-        } = self.job;
-        let _entered = execution.span().clone().entered();
-        let Some(running) = execution.begin() else { return };
-        // Plugins catch their own panics; this guards the host's side, so a
-        // worker never dies with an execution left unanswered.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            host::call_node(self.module, node_index, &request, &execution)
-        }))
-        .unwrap_or_else(|_| Err("internal error while running the node".to_owned()));
-        execution.end(running, outcome.map_err(|message| (Failure::Node, message)));
-    }
-}
+/// One unit of work for the pool: a node run through to its end.
+pub(crate) type Work = Box<dyn FnOnce() + Send>;
 
 /// How long a worker beyond the first ones waits for a job before it exits.
 const WORKER_KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -135,8 +118,9 @@ const WORKER_KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// How long waiting jobs may see no node return before another worker starts.
 const NO_PROGRESS: Duration = Duration::from_millis(1);
 
-/// The worker threads and their bookkeeping (see the module docs).
-struct Pool {
+/// The worker threads and their bookkeeping (see the module docs). Also
+/// what a worker process runs its nodes on.
+pub(crate) struct Pool {
     jobs: crossbeam_channel::Sender<Work>,
     queue: crossbeam_channel::Receiver<Work>,
     /// Worker threads alive (a node that never returns keeps its thread).
@@ -155,7 +139,14 @@ struct Pool {
 }
 
 impl Pool {
-    fn start(max_threads: usize) -> Arc<Self> {
+    /// Hands `work` to a worker thread; `Err` only when no thread could start.
+    pub(crate) fn submit(&self, work: Work) -> Result<(), ()> {
+        self.jobs.send(work).map_err(drop)?;
+        self.watch();
+        Ok(())
+    }
+
+    pub(crate) fn start(max_threads: usize) -> Arc<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Work>();
         let max = max_threads.max(1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -208,7 +199,9 @@ impl Pool {
                         Ok(work) => {
                             // Taking this job may leave others with no one to take them.
                             pool.watch();
-                            work.run();
+                            drop(pool);
+                            work();
+                            let Some(pool) = weak.upgrade() else { return };
                             pool.returned.fetch_add(1, Ordering::SeqCst);
                         }
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {

@@ -74,6 +74,15 @@ pub enum LoadError {
     Definitions(String),
     #[error("insecure permissions: {0}")]
     Insecure(String),
+    /// Refused by the worker process that loaded it (its own reason).
+    #[error("{0}")]
+    InWorker(String),
+    /// The worker process loading it died (three times in a row).
+    #[error("crashed while loading ({0})")]
+    Crashed(String),
+    /// The worker process could not start, or load it in time.
+    #[error("{0}")]
+    Worker(String),
 }
 
 /// Loads libraries from private copies in a folder owned by the server,
@@ -219,7 +228,7 @@ fn init_older_module(header: &'static LibHeader) -> Option<Result<PluginModuleRe
     )
 }
 
-fn parse_definitions(json: &str) -> Result<Vec<NodeInfo>, LoadError> {
+pub(crate) fn parse_definitions(json: &str) -> Result<Vec<NodeInfo>, LoadError> {
     let list: Vec<Value> =
         serde_json::from_str(json).map_err(|e| LoadError::Definitions(format!("not a JSON list: {e}")))?;
     if list.is_empty() {

@@ -1,0 +1,93 @@
+//! The channel between the server and a worker process: length-delimited
+//! frames (tokio-util's codec) on a socketpair the worker holds as fd 3,
+//! each frame one postcard-encoded message.
+//!
+//! The worker speaks only when spoken to, except for the statuses and
+//! results of executions the server handed it; its frames are untrusted
+//! (size-capped, and one naming an execution it was not given ends it).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::LengthDelimitedCodec;
+
+/// This build's id: a worker from another build is refused at the handshake.
+pub(crate) const BUILD_ID: &str = env!("NANO_BUILD_ID");
+
+/// The fd the worker finds its end of the channel on.
+pub(crate) const CHANNEL_FD: i32 = 3;
+
+/// Largest frame to a worker: the library's bytes, or a request (inputs
+/// and parameters up to `max_message_bytes`).
+pub(crate) const MAX_TO_WORKER: usize = 1 << 30;
+
+/// Largest frame from a worker: a node's outputs or one status.
+pub(crate) const MAX_FROM_WORKER: usize = 256 << 20;
+
+/// Server → worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    Hello {
+        build_id: String,
+    },
+    /// Load this library (its bytes, as read and trusted by the server).
+    Load {
+        path: String,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    Execute(ExecuteFrame),
+    Abort {
+        id: u64,
+    },
+    /// Run the shutdown hook, answer, exit.
+    Shutdown,
+}
+
+/// One execution handed to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ExecuteFrame {
+    pub id: u64,
+    pub node_index: u32,
+    pub instance_id: String,
+    pub inputs: String,
+    pub parameters: String,
+    pub graph_node: String,
+}
+
+/// Worker → server.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    Hello {
+        build_id: String,
+    },
+    /// The library's ABI version and definitions (a JSON list), or why it
+    /// was refused.
+    Loaded(Result<(String, String), String>),
+    /// A status a node sent (its JSON object).
+    Status {
+        id: u64,
+        json: String,
+    },
+    /// A node returned: its outputs (JSON object) or its error.
+    Done {
+        id: u64,
+        outcome: Result<String, String>,
+    },
+    /// The shutdown hook ran: `None` when the library has none.
+    ShutdownDone {
+        hook: Option<Result<(), String>>,
+    },
+}
+
+/// The codec for one direction, refusing frames over `max` bytes.
+pub(crate) fn codec(max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(max).new_codec()
+}
+
+pub(crate) fn encode<T: Serialize>(message: &T) -> Bytes {
+    Bytes::from(postcard::to_allocvec(message).expect("wire messages always encode"))
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(frame)
+}
