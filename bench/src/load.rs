@@ -16,6 +16,8 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::frames::{TextOutputs, final_status, histogram, http_body, is_right, request_frame};
+
 /// How hard to push.
 #[derive(Clone, Copy, Debug)]
 pub struct Load {
@@ -113,61 +115,6 @@ async fn cpu_in_window(pid: u32, window: Window) -> Option<Duration> {
     Some(cpu_time(pid)?.saturating_sub(before))
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs to 60 s, 3 significant digits.
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-/// The input of execution `n` and the output a correct server returns.
-fn text_of(n: u64) -> (String, String) {
-    let text = format!("text number {n}");
-    let upper = text.to_uppercase();
-    (text, upper)
-}
-
-fn request_frame(instance: &str, node_id: u64) -> String {
-    let (text, _) = text_of(node_id);
-    format!(
-        r#"{{"type":"request_execution","instanceId":"{instance}","payload":{{"nodeId":{node_id},"nodeUid":"simple-text","inputs":{{"text":["{text}"]}},"graphNode":{{"id":{node_id},"parameters":[{{"name":"uppercase","value":true}}]}}}}}}"#
-    )
-}
-
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    #[serde(default)]
-    payload: Option<Payload>,
-}
-
-#[derive(Deserialize)]
-struct Payload {
-    #[serde(rename = "nodeId")]
-    node_id: Option<u64>,
-    status: Option<StatusFrame>,
-}
-
-#[derive(Deserialize)]
-struct StatusFrame {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    outputs: Option<TextOutputs>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TextOutputs {
-    text: Option<Vec<String>>,
-}
-
-/// Whether a final status is the right answer to execution `n`.
-fn is_right(n: u64, kind: &str, outputs: Option<&TextOutputs>) -> bool {
-    let (_, upper) = text_of(n);
-    kind == "complete" && outputs.and_then(|o| o.text.as_deref()) == Some(std::slice::from_ref(&upper))
-}
-
 /// What one connection (or HTTP lane) counted: executions, errors, latencies.
 type Tally = (u64, u64, Histogram<u64>);
 
@@ -232,29 +179,18 @@ async fn ws_connection(url: String, connection: usize, in_flight: usize, window:
             Err(_) => bail!("{url}: {} executions never finished", pending.len()),
         };
         let Message::Text(text) = message else { continue };
-        let frame: Frame = match serde_json::from_str(text.as_str()) {
-            Ok(frame) => frame,
+        let status = match final_status(text.as_str()) {
+            Ok(Some(status)) => status,
+            Ok(None) => continue,
             Err(err) => bail!("{url}: unreadable frame ({err}): {}", text.as_str()),
         };
-        if frame.kind != "node_status" {
-            continue;
-        }
-        let Some(Payload {
-            node_id: Some(n),
-            status: Some(status),
-        }) = frame.payload
-        else {
-            continue;
-        };
-        if status.kind != "complete" && status.kind != "error" {
-            continue;
-        }
+        let n = status.node_id;
         let now = Instant::now();
         let Some(sent) = pending.remove(&n) else {
             errors += 1; // a second final status, or one for nothing asked
             continue;
         };
-        if is_right(n, &status.kind, status.outputs.as_ref()) {
+        if status.is_right() {
             if window.counts(sent, now) {
                 executions += 1;
                 latency.saturating_record((now - sent).as_micros() as u64);
@@ -312,8 +248,7 @@ async fn http_connection(authority: String, lane: u64, window: Window) -> anyhow
     let mut n = lane << 40;
     while Instant::now() < window.end {
         n += 1;
-        let (text, _) = text_of(n);
-        let body = format!(r#"{{"inputs":{{"text":["{text}"]}},"parameters":{{"uppercase":true}}}}"#);
+        let body = http_body(n);
         let request = Request::post("/nodes/simple-text/execute")
             .header("host", &authority)
             .header("content-type", "application/json")

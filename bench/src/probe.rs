@@ -82,3 +82,18 @@ fn cache_line_round_trip() -> Duration {
     let _ = echo.join();
     elapsed / ROUNDS as u32
 }
+
+/// The machine in one line: cores and CPU model (Linux `/proc/cpuinfo`).
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("{cores} cores ({model}); client and servers share them")
+}

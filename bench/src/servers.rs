@@ -3,9 +3,13 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
@@ -81,12 +85,55 @@ impl Drop for Running {
 
 /// Resident set size of a process, from /proc (Linux).
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// The highest resident set size a process has had so far (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS not found")
+        .with_context(|| format!("{field} not found in /proc/{pid}/status"))
+}
+
+/// Reads a process's RSS every `every` on a thread of its own (the async
+/// runtime may be saturated by the load) and keeps the highest.
+pub struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Option<u64>>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut max = None;
+            loop {
+                if let Ok(kib) = rss_kib(pid) {
+                    max = max.max(Some(kib));
+                }
+                if stopped.load(Ordering::Relaxed) {
+                    return max;
+                }
+                std::thread::sleep(every);
+            }
+        });
+        Self { stop, thread }
+    }
+
+    /// The highest RSS sampled (KiB), after one last sample.
+    pub fn finish(self) -> Option<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().ok().flatten()
+    }
 }
 
 /// A port that was free a moment ago, for servers that need one given.
@@ -95,7 +142,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// A nano-server config serving `nodes` on a free port.
-pub fn write_config(dir: &Path, nodes: &Path) -> anyhow::Result<std::path::PathBuf> {
+pub fn write_config(dir: &Path, nodes: &Path) -> anyhow::Result<PathBuf> {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -105,4 +152,54 @@ pub fn write_config(dir: &Path, nodes: &Path) -> anyhow::Result<std::path::PathB
         ),
     )?;
     Ok(config)
+}
+
+/// The example nodes: (folder under the nodes path, library stem).
+pub const EXAMPLES: [(&str, &str); 3] = [
+    ("processing/simple_text_node", "simple_text_node"),
+    ("processing/complex_math_node", "complex_math_node"),
+    ("utility/progress_node", "progress_node"),
+];
+
+/// `libname.so` (or the platform's equivalent) of a library stem.
+pub fn lib_file(stem: &str) -> String {
+    format!("{}{stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+}
+
+/// Copies the built library `stem` from `libs` into `to/folder/`.
+pub fn install(libs: &Path, to: &Path, folder: &str, stem: &str) -> anyhow::Result<()> {
+    let dir = to.join(folder);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(libs.join(lib_file(stem)), dir.join(lib_file(stem)))
+        .with_context(|| format!("copying {stem} from {}", libs.display()))?;
+    Ok(())
+}
+
+/// Installs the three example nodes from `libs` into `dir/examples` and
+/// writes a config serving them ([`write_config`], the shipped defaults
+/// otherwise); returns the config's path.
+pub fn examples_config(libs: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let examples = dir.join("examples");
+    for (folder, stem) in EXAMPLES {
+        install(libs, &examples, folder, stem)?;
+    }
+    write_config(&examples, &examples)
+}
+
+/// The command that runs a nano-server binary with `config`.
+pub fn nano_command(server: &Path, config: &Path) -> Command {
+    let mut command = Command::new(server);
+    command.arg("--config").arg(config).env("RUST_LOG", "warn");
+    command
+}
+
+/// Starts the Python SDK peer: `bash <script> <free port>` (bench/peer/run.sh).
+pub fn start_peer(script: &Path, patience: Duration) -> anyhow::Result<Running> {
+    let port = free_port()?;
+    let mut command = Command::new("bash");
+    command
+        .arg(script)
+        .arg(port.to_string())
+        .env("NANOSDK_LOG_LEVEL", "warn");
+    Running::start(command, Some(port), patience)
 }

@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use nano_bench::servers::rss_kib;
+use nano_bench::{servers::rss_kib, stamp::commit_stamp};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
@@ -55,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
         bail!("usage: soak <nano-server> <seconds> <dir with the built plugin libraries>");
     }
     let seconds: u64 = args[2].parse()?;
+    // First line of the output (bench/results/soak.txt): what was measured.
+    println!("{}", commit_stamp());
     let libs = PathBuf::from(&args[3]);
     let dir = tempfile::tempdir()?;
     let nodes = dir.path().join("nodes");

@@ -2,6 +2,12 @@
 //! published Python SDK (the peer) and a bare WebSocket server (the floor),
 //! all measured by the same load generator in the same run, plus startup
 //! time and idle memory. Prints one table with the ratios and the targets.
+//!
+//! With `--baseline <another nano-server binary>` (say, one built from an
+//! older commit), that build runs next to the main one with the same config
+//! and is measured in every round right beside it, so the table can show
+//! new / baseline round by round: how a change moved throughput and the
+//! server's CPU per execution.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,12 +15,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context;
 use clap::Parser;
 use nano_bench::{
     load::{self, Load, Report},
-    probe::MachineSpeed,
-    servers::{Running, free_port, write_config},
+    probe::{MachineSpeed, machine},
+    servers::{Running, examples_config, install, nano_command, start_peer, write_config},
+    stamp::commit_stamp,
 };
 
 #[derive(Parser)]
@@ -31,6 +37,11 @@ struct Args {
     /// Script that runs the Python SDK peer on the port it is given.
     #[arg(long)]
     peer: Option<PathBuf>,
+    /// Another nano-server binary (e.g. built from an older commit): started
+    /// with the same config and measured right next to `--server` in every
+    /// round; the table adds a baseline column and new / baseline ratios.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Where criterion wrote the ABI micro-benchmark.
     #[arg(long, default_value = "target/criterion")]
     criterion: PathBuf,
@@ -47,37 +58,13 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     startups: usize,
     /// Rounds of throughput runs: each round measures every server once, in
-    /// turn; per case the run with the median throughput is reported (this
-    /// 2-core VM is noisy).
+    /// turn; per case the run with the median throughput is reported, and
+    /// every ratio is taken round by round (this 2-core VM is noisy).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
 }
 
-const EXAMPLES: [(&str, &str); 3] = [
-    ("processing/simple_text_node", "simple_text_node"),
-    ("processing/complex_math_node", "complex_math_node"),
-    ("utility/progress_node", "progress_node"),
-];
-
 const PATIENCE: Duration = Duration::from_secs(120);
-
-fn lib_file(stem: &str) -> String {
-    format!("{}{stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
-}
-
-fn install(libs: &Path, to: &Path, folder: &str, stem: &str) -> anyhow::Result<()> {
-    let dir = to.join(folder);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::copy(libs.join(lib_file(stem)), dir.join(lib_file(stem)))
-        .with_context(|| format!("copying {stem} from {}", libs.display()))?;
-    Ok(())
-}
-
-fn nano(args: &Args, config: &Path) -> Command {
-    let mut command = Command::new(&args.server);
-    command.arg("--config").arg(config).env("RUST_LOG", "warn");
-    command
-}
 
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
@@ -100,6 +87,9 @@ fn startup(times: usize, mut start: impl FnMut() -> anyhow::Result<Running>) -> 
     Ok((median(startups), rss))
 }
 
+/// One cell of a table row, from a column's figures.
+type Cell<'a, T> = Box<dyn Fn(&T) -> String + 'a>;
+
 struct Row {
     ws: Option<Report>,
     http: Option<Report>,
@@ -111,6 +101,8 @@ struct Row {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // First line of the output (bench/results/suite.txt): what was measured.
+    println!("{}", commit_stamp());
     let load = Load {
         connections: args.connections,
         in_flight: args.in_flight,
@@ -119,32 +111,26 @@ async fn main() -> anyhow::Result<()> {
         server_pid: None,
     };
     let dir = tempfile::tempdir()?;
-    let examples = dir.path().join("examples");
-    for (folder, stem) in EXAMPLES {
-        install(&args.libs, &examples, folder, stem)?;
-    }
+    let examples_config = examples_config(&args.libs, dir.path())?;
     let hundred = dir.path().join("hundred");
     for i in 0..100 {
         install(&args.libs, &hundred, &format!("copies/n{i:03}"), "simple_text_node")?;
     }
-    let examples_config = write_config(&dir.path().join("examples"), &examples)?;
-    let hundred_config = write_config(&dir.path().join("hundred"), &hundred)?;
+    let hundred_config = write_config(&hundred, &hundred)?;
+    let nano = |binary: &Path, config: &Path| Running::start(nano_command(binary, config), None, PATIENCE);
 
     eprintln!("== startup and idle memory");
-    let (nano_startup, nano_rss) = startup(args.startups, || {
-        Running::start(nano(&args, &examples_config), None, PATIENCE)
-    })?;
-    let (nano_startup_100, _) = startup(args.startups, || {
-        Running::start(nano(&args, &hundred_config), None, PATIENCE)
-    })?;
-    let peer_start = |peer: &Path| -> anyhow::Result<Running> {
-        let port = free_port()?;
-        let mut command = Command::new("bash");
-        command.arg(peer).arg(port.to_string()).env("NANOSDK_LOG_LEVEL", "warn");
-        Running::start(command, Some(port), PATIENCE)
+    let (nano_startup, nano_rss) = startup(args.startups, || nano(&args.server, &examples_config))?;
+    let (nano_startup_100, _) = startup(args.startups, || nano(&args.server, &hundred_config))?;
+    let base_startup = match &args.baseline {
+        Some(baseline) => Some((
+            startup(args.startups, || nano(baseline, &examples_config))?,
+            startup(args.startups, || nano(baseline, &hundred_config))?.0,
+        )),
+        None => None,
     };
     let peer_startup = match &args.peer {
-        Some(peer) => Some(startup(args.startups.min(3), || peer_start(peer))?),
+        Some(peer) => Some(startup(args.startups.min(3), || start_peer(peer, PATIENCE))?),
         None => None,
     };
 
@@ -152,74 +138,92 @@ async fn main() -> anyhow::Result<()> {
     // Every server runs at once (idle ones cost nothing) and the runs are
     // interleaved, round by round: this VM changes speed for minutes at a
     // time, and a ratio between two series is only fair when both saw the
-    // same machine.
+    // same machine; so every ratio is taken within a round.
     let floor = Running::start(Command::new(&args.floor), None, PATIENCE)?;
-    let server = Running::start(nano(&args, &examples_config), None, PATIENCE)?;
-    let peer = args.peer.as_deref().map(peer_start).transpose()?;
-    let mut floor_ws = Vec::new();
-    let mut nano_ws = Vec::new();
-    let mut nano_http = Vec::new();
-    let mut peer_ws = Vec::new();
-    let mut speeds = Vec::new();
+    let server = nano(&args.server, &examples_config)?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|b| nano(b, &examples_config))
+        .transpose()?;
+    let peer = args.peer.as_deref().map(|p| start_peer(p, PATIENCE)).transpose()?;
+    let mut rounds = Rounds::default();
     for round in 1..=args.repeats.max(1) {
         let speed = MachineSpeed::measure();
         eprintln!("-- round {round}: {speed}");
-        speeds.push(speed);
-        floor_ws.push(measure(
+        rounds.speeds.push(speed);
+        rounds.floor_ws.push(measure(
             "floor, WebSocket",
             load::websocket(&floor.ws_url(), on(&floor, load)).await?,
         ));
-        nano_ws.push(measure(
-            "nano-server, WebSocket",
-            load::websocket(&server.ws_url(), on(&server, load)).await?,
-        ));
-        nano_http.push(measure(
-            "nano-server, HTTP",
-            load::http(&server.base, on(&server, load)).await?,
-        ));
+        // The baseline goes right next to the main build, first in every
+        // other round, so neither always runs on the warmer machine.
+        let baseline_first = round % 2 == 0;
+        for http in [false, true] {
+            let (transport, nano_series, base_series) = if http {
+                ("HTTP", &mut rounds.nano_http, &mut rounds.base_http)
+            } else {
+                ("WebSocket", &mut rounds.nano_ws, &mut rounds.base_ws)
+            };
+            let mut pair: Vec<(&str, &Running, &mut Vec<Report>)> = vec![("nano-server", &server, nano_series)];
+            if let Some(baseline) = &baseline {
+                pair.push(("baseline", baseline, base_series));
+                if baseline_first {
+                    pair.reverse();
+                }
+            }
+            for (name, running, series) in pair {
+                let report = if http {
+                    load::http(&running.base, on(running, load)).await?
+                } else {
+                    load::websocket(&running.ws_url(), on(running, load)).await?
+                };
+                series.push(measure(&format!("{name}, {transport}"), report));
+            }
+        }
         if let Some(peer) = &peer {
-            peer_ws.push(measure(
+            rounds.peer_ws.push(measure(
                 "Python SDK, WebSocket",
                 load::websocket(&peer.ws_url(), on(peer, load)).await?,
             ));
         }
     }
-    let peer_ws = (!peer_ws.is_empty()).then(|| median_of(&peer_ws));
-    let rounds = Rounds {
-        floor_ws,
-        nano_ws,
-        nano_http,
-        speeds,
-    };
-    let (floor_ws, nano_ws, nano_http) = (
-        median_of(&rounds.floor_ws),
-        median_of(&rounds.nano_ws),
-        median_of(&rounds.nano_http),
-    );
 
     let nano_row = Row {
-        ws: Some(nano_ws),
-        http: Some(nano_http),
+        ws: median_of(&rounds.nano_ws),
+        http: median_of(&rounds.nano_http),
         startup: Some(nano_startup),
         startup_100: Some(nano_startup_100),
         rss_kib: Some(nano_rss),
     };
+    let base_row = base_startup.map(|((startup, rss), startup_100)| Row {
+        ws: median_of(&rounds.base_ws),
+        http: median_of(&rounds.base_http),
+        startup: Some(startup),
+        startup_100: Some(startup_100),
+        rss_kib: Some(rss),
+    });
     let peer_row = Row {
-        ws: peer_ws,
+        ws: median_of(&rounds.peer_ws),
         http: None,
         startup: peer_startup.map(|(s, _)| s),
         startup_100: None,
         rss_kib: peer_startup.map(|(_, r)| r),
     };
     let floor_row = Row {
-        ws: Some(floor_ws),
+        ws: median_of(&rounds.floor_ws),
         http: None,
         startup: None,
         startup_100: None,
         rss_kib: None,
     };
     let abi = read_abi(&args.criterion);
-    print_table(&args, &load, &nano_row, &peer_row, &floor_row, abi, &rounds);
+    let mut columns = vec![("nano-server", &nano_row)];
+    if let Some(base_row) = &base_row {
+        columns.push(("baseline", base_row));
+    }
+    columns.extend([("Python SDK", &peer_row), ("floor", &floor_row)]);
+    print_table(&args, &load, &columns, abi, &rounds);
     Ok(())
 }
 
@@ -231,32 +235,117 @@ fn on(server: &Running, load: Load) -> Load {
     }
 }
 
-/// The report with the median throughput; errors in any run count.
-fn median_of(reports: &[Report]) -> Report {
+/// The round with the median throughput (none when the series was not
+/// measured); errors in any round count.
+fn median_of(reports: &[Report]) -> Option<Report> {
     let mut sorted: Vec<&Report> = reports.iter().collect();
     sorted.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
-    let mut median = sorted[sorted.len() / 2].clone();
+    let mut median = (*sorted.get(sorted.len() / 2)?).clone();
     median.errors = reports.iter().map(|r| r.errors).sum();
-    median
+    Some(median)
 }
 
-/// Every round's reports, for the ratios round by round.
+/// Every round's reports, for the ratios round by round; a series that was
+/// not measured (no peer, no baseline) stays empty.
+#[derive(Default)]
 struct Rounds {
     floor_ws: Vec<Report>,
     nano_ws: Vec<Report>,
     nano_http: Vec<Report>,
+    peer_ws: Vec<Report>,
+    base_ws: Vec<Report>,
+    base_http: Vec<Report>,
     /// The machine's speed before each round.
     speeds: Vec<MachineSpeed>,
 }
 
-impl Rounds {
-    /// `a / b` in each round: the lowest and the highest.
-    fn spread(a: &[Report], b: &[Report]) -> (f64, f64) {
-        a.iter()
-            .zip(b)
-            .map(|(a, b)| a.per_second() / b.per_second())
-            .fold((f64::INFINITY, 0.0), |(lo, hi), r| (lo.min(r), hi.max(r)))
+/// A ratio taken in each round on its own (the two measurements of one
+/// round), summarised over the rounds.
+#[derive(Clone, Copy, Debug)]
+struct Spread {
+    median: f64,
+    lowest: f64,
+    highest: f64,
+    /// False for a single figure that is not a per-round ratio.
+    per_round: bool,
+}
+
+impl Spread {
+    fn single(value: f64) -> Self {
+        Self {
+            median: value,
+            lowest: value,
+            highest: value,
+            per_round: false,
+        }
     }
+
+    /// Median (the mean of the middle two for an even count), lowest and
+    /// highest of the rounds' values; `None` when there are none.
+    fn of(mut values: Vec<f64>) -> Option<Self> {
+        values.retain(|v| v.is_finite());
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => values[n / 2],
+            _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        };
+        Some(Self {
+            median,
+            lowest: values[0],
+            highest: values[n - 1],
+            per_round: true,
+        })
+    }
+
+    /// `value(a) / value(b)` in each round where both were measured.
+    fn per_round(a: &[Report], b: &[Report], value: impl Fn(&Report) -> Option<f64>) -> Option<Self> {
+        Self::of(
+            a.iter()
+                .zip(b)
+                .filter_map(|(a, b)| Some(value(a)? / value(b)?))
+                .collect(),
+        )
+    }
+
+    /// `median (lowest – highest)`, each figure shown by `shown`.
+    fn show(&self, shown: &dyn Fn(f64) -> String) -> String {
+        if self.per_round {
+            format!(
+                "{} ({} – {})",
+                shown(self.median),
+                shown(self.lowest),
+                shown(self.highest)
+            )
+        } else {
+            shown(self.median)
+        }
+    }
+}
+
+fn throughput(r: &Report) -> Option<f64> {
+    Some(r.per_second())
+}
+
+fn p99(r: &Report) -> Option<f64> {
+    Some(r.quantile_us(0.99) as f64)
+}
+
+fn cpu_per_execution(r: &Report) -> Option<f64> {
+    r.cpu_us_per_execution()
+}
+
+fn percent(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+fn percent_1(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+fn times(v: f64) -> String {
+    format!("{v:.2}x")
 }
 
 fn measure(what: &str, report: Report) -> Report {
@@ -283,29 +372,7 @@ fn read_abi(criterion: &Path) -> Option<(f64, f64)> {
     Some((mean("loaded")?, mean("direct")?))
 }
 
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cores} cores ({model}); client and servers share them")
-}
-
-fn print_table(
-    args: &Args,
-    load: &Load,
-    nano: &Row,
-    peer: &Row,
-    floor: &Row,
-    abi: Option<(f64, f64)>,
-    rounds: &Rounds,
-) {
+fn print_table(args: &Args, load: &Load, columns: &[(&str, &Row)], abi: Option<(f64, f64)>, rounds: &Rounds) {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "—".to_owned());
     let rate = |r: &Option<Report>| opt(r.as_ref().map(|r| format!("{:.0}", r.per_second())));
     let q = |r: &Option<Report>, q: f64| opt(r.as_ref().map(|r| format!("{}", r.quantile_us(q))));
@@ -318,77 +385,53 @@ fn print_table(
     };
     let ms = |d: Option<Duration>| opt(d.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)));
     let mib = |k: Option<u64>| opt(k.map(|k| format!("{:.1}", k as f64 / 1024.0)));
+    let repeats = args.repeats.max(1);
 
     println!();
     println!("nano-server benchmark suite");
     println!("machine: {}", machine());
     println!(
-        "load: {} WebSocket connections x {} executions in flight, simple-text uppercase, {} s measured after {} s warm-up; HTTP: {} connections, 1 in flight each; median of {} interleaved rounds",
+        "load: {} WebSocket connections x {} executions in flight, simple-text uppercase, {} s measured after {} s warm-up; HTTP: {} connections, 1 in flight each; {repeats} interleaved rounds, figures from the median round per case",
         load.connections,
         load.in_flight,
         load.duration.as_secs(),
         load.warmup.as_secs(),
         load.connections * load.in_flight,
-        args.repeats.max(1)
     );
+    println!("nano-server: {}", args.server.display());
+    if let Some(baseline) = &args.baseline {
+        println!(
+            "baseline: {} (same config; measured next to nano-server in every round, first in every other round)",
+            baseline.display()
+        );
+    }
     println!();
-    let rows: Vec<(&str, [String; 3])> = vec![
-        (
-            "WebSocket executions/s",
-            [rate(&nano.ws), rate(&peer.ws), rate(&floor.ws)],
-        ),
-        (
-            "WebSocket p50 latency (µs)",
-            [q(&nano.ws, 0.5), q(&peer.ws, 0.5), q(&floor.ws, 0.5)],
-        ),
-        (
-            "WebSocket p99 latency (µs)",
-            [q(&nano.ws, 0.99), q(&peer.ws, 0.99), q(&floor.ws, 0.99)],
-        ),
-        (
-            "WebSocket errors",
-            [errors(&nano.ws), errors(&peer.ws), errors(&floor.ws)],
-        ),
-        (
-            "WebSocket server CPU/exec (µs)",
-            [cpu(&nano.ws), cpu(&peer.ws), cpu(&floor.ws)],
-        ),
-        (
-            "HTTP executions/s",
-            [rate(&nano.http), rate(&peer.http), rate(&floor.http)],
-        ),
-        (
-            "HTTP p50 latency (µs)",
-            [q(&nano.http, 0.5), q(&peer.http, 0.5), q(&floor.http, 0.5)],
-        ),
-        (
-            "HTTP p99 latency (µs)",
-            [q(&nano.http, 0.99), q(&peer.http, 0.99), q(&floor.http, 0.99)],
-        ),
-        (
-            "HTTP errors",
-            [errors(&nano.http), errors(&peer.http), errors(&floor.http)],
-        ),
-        (
-            "HTTP server CPU/exec (µs)",
-            [cpu(&nano.http), cpu(&peer.http), cpu(&floor.http)],
-        ),
-        (
-            "startup, 3 example nodes (ms)",
-            [ms(nano.startup), ms(peer.startup), ms(floor.startup)],
-        ),
-        (
-            "startup, 100 libraries (ms)",
-            [ms(nano.startup_100), ms(peer.startup_100), ms(floor.startup_100)],
-        ),
-        (
-            "idle RSS, example nodes (MiB)",
-            [mib(nano.rss_kib), mib(peer.rss_kib), mib(floor.rss_kib)],
-        ),
+    let rows: Vec<(&str, Cell<Row>)> = vec![
+        ("WebSocket executions/s", Box::new(|r: &Row| rate(&r.ws))),
+        ("WebSocket p50 latency (µs)", Box::new(|r: &Row| q(&r.ws, 0.5))),
+        ("WebSocket p99 latency (µs)", Box::new(|r: &Row| q(&r.ws, 0.99))),
+        ("WebSocket errors", Box::new(|r: &Row| errors(&r.ws))),
+        ("WebSocket server CPU/exec (µs)", Box::new(|r: &Row| cpu(&r.ws))),
+        ("HTTP executions/s", Box::new(|r: &Row| rate(&r.http))),
+        ("HTTP p50 latency (µs)", Box::new(|r: &Row| q(&r.http, 0.5))),
+        ("HTTP p99 latency (µs)", Box::new(|r: &Row| q(&r.http, 0.99))),
+        ("HTTP errors", Box::new(|r: &Row| errors(&r.http))),
+        ("HTTP server CPU/exec (µs)", Box::new(|r: &Row| cpu(&r.http))),
+        ("startup, 3 example nodes (ms)", Box::new(|r: &Row| ms(r.startup))),
+        ("startup, 100 libraries (ms)", Box::new(|r: &Row| ms(r.startup_100))),
+        ("idle RSS, example nodes (MiB)", Box::new(|r: &Row| mib(r.rss_kib))),
     ];
-    println!("{:<32} {:>14} {:>14} {:>14}", "", "nano-server", "Python SDK", "floor");
-    for (label, [a, b, c]) in &rows {
-        println!("{label:<32} {a:>14} {b:>14} {c:>14}");
+    print!("{:<32}", "");
+    for (name, _) in columns {
+        print!(" {name:>14}");
+    }
+    println!();
+    for (label, cell) in &rows {
+        print!("{label:<32}");
+        for (_, row) in columns {
+            print!(" {:>14}", cell(row));
+        }
+        println!();
     }
     if let Some((loaded, direct)) = abi {
         println!(
@@ -398,87 +441,131 @@ fn print_table(
         );
     }
 
+    let nano = columns[0].1;
     println!();
-    println!("targets (ratios within this run)");
+    println!(
+        "targets: ratios taken round by round, shown as median (lowest – highest) over {repeats} round(s), judged on the median"
+    );
     let mut missed = 0;
     let mut target =
-        |name: &str, value: Option<f64>, shown: &dyn Fn(f64) -> String, ok: &dyn Fn(f64) -> bool| match value {
+        |name: &str, value: Option<Spread>, shown: &dyn Fn(f64) -> String, ok: &dyn Fn(f64) -> bool| match value {
             Some(v) => {
-                let met = ok(v);
+                let met = ok(v.median);
                 missed += usize::from(!met);
-                println!("  {name:<48} {:>12}  {}", shown(v), if met { "met" } else { "MISSED" });
+                println!(
+                    "  {name:<48} {:>24}  {}",
+                    v.show(shown),
+                    if met { "met" } else { "MISSED" }
+                );
             }
-            None => println!("  {name:<48} {:>12}  not measured", "—"),
+            None => println!("  {name:<48} {:>24}  not measured", "—"),
         };
-    let per_s = |r: &Option<Report>| r.as_ref().map(Report::per_second);
-    let p99 = |r: &Option<Report>| r.as_ref().map(|r| r.quantile_us(0.99) as f64);
-    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     target(
         "WebSocket throughput >= 25x the Python SDK",
-        ratio(per_s(&nano.ws), per_s(&peer.ws)),
+        Spread::per_round(&rounds.nano_ws, &rounds.peer_ws, throughput),
         &|v| format!("{v:.1}x"),
         &|v| v >= 25.0,
     );
     target(
         "WebSocket throughput >= 60% of the floor",
-        ratio(per_s(&nano.ws), per_s(&floor.ws)),
-        &|v| format!("{:.0}%", v * 100.0),
+        Spread::per_round(&rounds.nano_ws, &rounds.floor_ws, throughput),
+        &percent,
         &|v| v >= 0.6,
     );
     target(
         "WebSocket p99 <= 2x the floor's p99",
-        ratio(p99(&nano.ws), p99(&floor.ws)),
-        &|v| format!("{v:.2}x"),
+        Spread::per_round(&rounds.nano_ws, &rounds.floor_ws, p99),
+        &times,
         &|v| v <= 2.0,
     );
     target(
         "HTTP throughput >= 50% of WebSocket",
-        ratio(per_s(&nano.http), per_s(&nano.ws)),
-        &|v| format!("{:.0}%", v * 100.0),
+        Spread::per_round(&rounds.nano_http, &rounds.nano_ws, throughput),
+        &percent,
         &|v| v >= 0.5,
     );
     target(
         "ABI call overhead (loaded - direct) < 2 µs",
-        abi.map(|(loaded, direct)| (loaded - direct) / 1000.0),
+        abi.map(|(loaded, direct)| Spread::single((loaded - direct) / 1000.0)),
         &|v| format!("{v:.3} µs"),
         &|v| v < 2.0,
     );
     target(
         "startup with 100 libraries < 300 ms",
-        nano.startup_100.map(|d| d.as_secs_f64() * 1000.0),
+        nano.startup_100.map(|d| Spread::single(d.as_secs_f64() * 1000.0)),
         &|v| format!("{v:.0} ms"),
         &|v| v < 300.0,
     );
     target(
         "idle RSS with the example nodes < 20 MB",
-        nano.rss_kib.map(|k| k as f64 * 1024.0 / 1e6),
+        nano.rss_kib.map(|k| Spread::single(k as f64 * 1024.0 / 1e6)),
         &|v| format!("{v:.1} MB"),
         &|v| v < 20.0,
     );
-    let (ws_lo, ws_hi) = Rounds::spread(&rounds.nano_ws, &rounds.floor_ws);
-    let (http_lo, http_hi) = Rounds::spread(&rounds.nano_http, &rounds.nano_ws);
-    println!();
-    println!("the same ratios round by round (lowest - highest)");
-    println!(
-        "  WebSocket / floor                                  {:.0}% - {:.0}%",
-        ws_lo * 100.0,
-        ws_hi * 100.0
-    );
-    println!(
-        "  HTTP / WebSocket                                   {:.0}% - {:.0}%",
-        http_lo * 100.0,
-        http_hi * 100.0
-    );
-    println!();
-    println!("round by round: the machine's speed, then executions/s (nano WebSocket, HTTP, floor)");
-    for (i, speed) in rounds.speeds.iter().enumerate() {
-        println!(
-            "  {}: {speed}; {:.0} / {:.0} / {:.0}",
-            i + 1,
-            rounds.nano_ws[i].per_second(),
-            rounds.nano_http[i].per_second(),
-            rounds.floor_ws[i].per_second()
+    if args.baseline.is_some() {
+        target(
+            "WebSocket server CPU/exec <= 105% of baseline",
+            Spread::per_round(&rounds.nano_ws, &rounds.base_ws, cpu_per_execution),
+            &percent_1,
+            &|v| v <= 1.05,
         );
+        target(
+            "HTTP server CPU/exec <= 105% of baseline",
+            Spread::per_round(&rounds.nano_http, &rounds.base_http, cpu_per_execution),
+            &percent_1,
+            &|v| v <= 1.05,
+        );
+        println!();
+        println!("nano-server / baseline, round by round: median (lowest – highest)");
+        for (name, a, b, value) in [
+            (
+                "WebSocket executions/s",
+                &rounds.nano_ws,
+                &rounds.base_ws,
+                throughput as fn(&Report) -> Option<f64>,
+            ),
+            (
+                "WebSocket server CPU/execution",
+                &rounds.nano_ws,
+                &rounds.base_ws,
+                cpu_per_execution,
+            ),
+            ("HTTP executions/s", &rounds.nano_http, &rounds.base_http, throughput),
+            (
+                "HTTP server CPU/execution",
+                &rounds.nano_http,
+                &rounds.base_http,
+                cpu_per_execution,
+            ),
+        ] {
+            let shown = Spread::per_round(a, b, value).map_or("—".to_owned(), |s| s.show(&percent_1));
+            println!("  {name:<48} {shown:>24}");
+        }
+    }
+
+    println!();
+    let mut series: Vec<(&str, &[Report])> =
+        vec![("nano WebSocket", &rounds.nano_ws), ("nano HTTP", &rounds.nano_http)];
+    if args.baseline.is_some() {
+        series.extend([
+            ("baseline WebSocket", &rounds.base_ws[..]),
+            ("baseline HTTP", &rounds.base_http),
+        ]);
+    }
+    series.push(("floor", &rounds.floor_ws));
+    if !rounds.peer_ws.is_empty() {
+        series.push(("Python SDK", &rounds.peer_ws));
+    }
+    println!(
+        "round by round: the machine's speed, then executions/s ({})",
+        series.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    );
+    for (i, speed) in rounds.speeds.iter().enumerate() {
+        let rates: Vec<String> = series
+            .iter()
+            .map(|(_, reports)| opt(reports.get(i).map(|r| format!("{:.0}", r.per_second()))))
+            .collect();
+        println!("  {}: {speed}; {}", i + 1, rates.join(" / "));
     }
     println!();
     println!(

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use nano_bench::servers::rss_kib;
+use nano_bench::{servers::rss_kib, stamp::commit_stamp};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -31,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let swaps: usize = args.get(4).map_or(Ok(50), |s| s.parse())?;
     let rss_swaps: usize = args.get(5).map_or(Ok(100), |s| s.parse())?;
     let debounce_ms: u64 = args.get(6).map_or(Ok(100), |s| s.parse())?;
+    // First line of the output (bench/results/swap.txt): what was measured.
+    println!("{}", commit_stamp());
 
     let dir = tempfile::tempdir()?;
     let nodes = dir.path().join("nodes");
