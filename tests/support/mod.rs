@@ -86,6 +86,18 @@ fn built_plugins() -> &'static PathBuf {
         .arg(dir.parent().unwrap().join("old-abi"))
         .current_dir(workspace_root());
         run(&mut old, "building the plugin frozen at nano-plugin-abi 0.1.0");
+
+        let mut fault = Command::new(env!("CARGO"));
+        fault
+            .args([
+                "build",
+                "--manifest-path",
+                "tests/plugins/fault_plugin/Cargo.toml",
+                "--target-dir",
+            ])
+            .arg(dir.parent().unwrap().join("fault"))
+            .current_dir(workspace_root());
+        run(&mut fault, "building the fault plugin (panic = \"abort\")");
         dir
     })
 }
@@ -137,6 +149,17 @@ pub fn foreign_abi_plugin() -> PathBuf {
     let dir = built_plugins().parent().unwrap().join("foreign-abi").join("debug");
     dir.join(format!(
         "{}nano_plugin_abi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+/// The plugin whose nodes crash, abort, exit, overflow their stack, leak or
+/// hang on purpose (built with `panic = "abort"`).
+pub fn fault_plugin() -> PathBuf {
+    let dir = built_plugins().parent().unwrap().join("fault").join("debug");
+    dir.join(format!(
+        "{}nano_fault_plugin{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ))
@@ -221,6 +244,84 @@ impl Server {
         let mut command = server_command(Path::new("config.toml"));
         command.current_dir(project).arg("--port").arg("0");
         Self::spawn(command, tempfile::tempdir().unwrap(), BUILD_PATIENCE)
+    }
+
+    /// In process isolation whatever `NANO_TEST_ISOLATION` says, with extra
+    /// environment variables (inherited by its workers).
+    pub fn start_isolated(nodes: &NodesDir, extra_config: &str, env: &[(&str, &str)]) -> Self {
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = config_dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("server_uid = \"test-server\"\nisolation = \"process\"\n{extra_config}\n"),
+        )
+        .unwrap();
+        let mut command = server_command_in(&config, Some("process".to_owned()));
+        command.arg("--port").arg("0").arg("--nodes-path").arg(nodes.path());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Self::spawn(command, config_dir, PATIENCE)
+    }
+
+    /// The worker processes alive now (children running `nano-server worker`),
+    /// as (pid, library).
+    pub fn workers(&self) -> Vec<(u32, String)> {
+        let parent = self.child.id();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // The fields after the command name, which may hold spaces.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+                continue;
+            };
+            let ppid: u32 = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+            if ppid != parent {
+                continue;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.iter().any(|a| a == "worker") {
+                let library = args
+                    .iter()
+                    .position(|a| a == "--library")
+                    .and_then(|i| args.get(i + 1))
+                    .cloned()
+                    .unwrap_or_default();
+                found.push((pid, library));
+            }
+        }
+        found
+    }
+
+    /// Resident memory of the server and its workers together, in KiB.
+    pub fn total_rss_kib(&self) -> u64 {
+        let rss = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next().and_then(|k| k.parse::<u64>().ok()))
+                })
+                .unwrap_or(0)
+        };
+        rss(self.child.id()) + self.workers().iter().map(|(pid, _)| rss(*pid)).sum::<u64>()
+    }
+
+    /// Sends SIGKILL to the server (and waits for it to be gone).
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Like [`start_with`](Self::start_with), with a `RUST_LOG` filter.
@@ -415,13 +516,18 @@ impl Drop for Server {
 /// The server binary, with the orchestrator's variables cleared so the
 /// test's environment cannot leak in.
 pub fn server_command(config: &Path) -> Command {
+    server_command_in(config, isolation_override())
+}
+
+/// The server command with `--isolation isolation` (if any).
+fn server_command_in(config: &Path, isolation: Option<String>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nano-server"));
     command
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")
         .env("RUST_BACKTRACE", "0");
-    if let Some(mode) = isolation_override() {
+    if let Some(mode) = isolation {
         command.arg("--isolation").arg(mode);
     }
     for var in [

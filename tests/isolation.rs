@@ -1,0 +1,310 @@
+//! Process isolation: a node that crashes, hangs or leaks takes down only
+//! its worker process, never the server, and the server recovers. These
+//! run in process isolation whatever NANO_TEST_ISOLATION says (in-process,
+//! the same faults would end the test's server).
+
+#![cfg(unix)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{
+    Client, NodesDir, Server, definition_version, eventually, fault_plugin, final_status, lib_name, plugin, request,
+    uids,
+};
+
+const FAULT_LIBRARY: &str = "fault/libnano_fault_plugin.so";
+
+fn with_fault_plugin() -> NodesDir {
+    NodesDir::examples().with_file(
+        &format!("fault/{}", lib_name("nano_fault_plugin")),
+        &std::fs::read(fault_plugin()).unwrap(),
+    )
+}
+
+/// Quick restarts, so the tests need not wait for the production backoff.
+const FAST_RESTARTS: &str = "worker_restart_initial_ms = 20\nworker_restart_max_ms = 200";
+
+fn fault(kind: &str, extra: Value) -> Value {
+    let mut params = json!({"kind": kind});
+    params
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    params
+}
+
+#[tokio::test]
+async fn every_way_native_code_fails_takes_down_only_its_worker() {
+    let server = Server::start_isolated(&with_fault_plugin(), FAST_RESTARTS, &[]);
+    let mut client = Client::connect(&server).await;
+    let mut crashes = 0.0;
+    for (kind, cause) in [
+        ("segv", "was killed by SIGSEGV"),
+        ("abort", "was killed by SIGABRT"),
+        ("exit", "exited with code 3"),
+        // Rust's guard page handler reports the overflow, then aborts.
+        ("stack", "was killed by SIGABRT"),
+        // panic = "abort": the panic ends the process.
+        ("panic", "was killed by SIGABRT"),
+    ] {
+        // In flight at the same moment: one on the same worker, one on
+        // another library's.
+        let neighbour = format!("neighbour-{kind}");
+        client
+            .send(&request(
+                &neighbour,
+                json!(1),
+                "fault",
+                json!({}),
+                fault("sleep", json!({"ms": 20000})),
+            ))
+            .await;
+        assert_eq!(client.next_status(&neighbour, &json!(1)).await["type"], "running");
+        let other = format!("other-{kind}");
+        client
+            .send(&request(
+                &other,
+                json!(1),
+                "progress-steps",
+                json!({}),
+                json!({"steps": 3, "delay_ms": 100}),
+            ))
+            .await;
+
+        let failing = format!("failing-{kind}");
+        client
+            .send(&request(&failing, json!(1), "fault", json!({}), fault(kind, json!({}))))
+            .await;
+        let statuses = client.statuses_until_final(&failing, &json!(1)).await;
+        let last = final_status(&statuses);
+        let message = last["message"].as_str().unwrap();
+        assert_eq!(last["type"], "error", "{kind}");
+        assert!(
+            message.starts_with(&format!("node crashed: the worker for {FAULT_LIBRARY} {cause}")),
+            "{kind}: {message}"
+        );
+        assert!(message.contains("(2 executions in flight)"), "{kind}: {message}");
+        // The neighbour on the same worker gets the same error.
+        let neighbour_last = final_status(&client.statuses_until_final(&neighbour, &json!(1)).await).clone();
+        assert_eq!(neighbour_last["message"], last["message"], "{kind}");
+        // The other library's execution completes.
+        let other_statuses = client.statuses_until_final(&other, &json!(1)).await;
+        assert_eq!(final_status(&other_statuses)["type"], "complete", "{kind}");
+        // The library serves again after its restart.
+        let statuses = client.execute("fault-ok", json!({}), json!({})).await;
+        assert_eq!(final_status(&statuses)["outputs"]["result"], json!(["ok"]), "{kind}");
+        crashes += 1.0;
+        assert_eq!(
+            server
+                .metric(&format!(
+                    r#"nano_worker_restarts_total{{library="{FAULT_LIBRARY}",reason="crashed"}}"#
+                ))
+                .await,
+            crashes
+        );
+    }
+    assert_eq!(
+        server
+            .metric(r#"nano_executions_total{node="fault",outcome="crashed"}"#)
+            .await,
+        10.0
+    );
+    // The stack overflow and the panic said so on the worker's stderr,
+    // which is in the server's log, tagged with the library.
+    let line = server.wait_for_log("has overflowed its stack");
+    assert!(line.contains(FAULT_LIBRARY), "{line}");
+    server.wait_for_log("deliberate panic in a plugin built with panic");
+    assert_eq!(reqwest::get(server.http("/readyz")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_worker_past_its_memory_limit_is_ended() {
+    let server = Server::start_isolated(
+        &with_fault_plugin(),
+        &format!("{FAST_RESTARTS}\nworker_memory_limit_mb = 400"),
+        &[],
+    );
+    let mut client = Client::connect(&server).await;
+    let statuses = client
+        .execute("fault", json!({}), fault("alloc", json!({"mb": 600, "ms": 20000})))
+        .await;
+    let message = final_status(&statuses)["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.starts_with(&format!(
+            "node crashed: the worker for {FAULT_LIBRARY} exceeded worker_memory_limit_mb (400 MiB)"
+        )),
+        "{message}"
+    );
+    let statuses = client.execute("fault-ok", json!({}), json!({})).await;
+    assert_eq!(final_status(&statuses)["type"], "complete");
+    assert_eq!(
+        server
+            .metric(&format!(
+                r#"nano_worker_restarts_total{{library="{FAULT_LIBRARY}",reason="memory"}}"#
+            ))
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_library_that_crashes_while_loading_is_refused_and_the_rest_serve() {
+    for (fault, cause) in [("constructor", "SIGSEGV"), ("definitions-segv", "SIGSEGV")] {
+        let server = Server::start_isolated(&with_fault_plugin(), "", &[("NANO_TEST_LOAD_FAULT", fault)]);
+        let line = server.wait_for_log(&format!("crashed while loading ({cause})"));
+        assert!(line.contains("libnano_fault_plugin"), "{fault}: {line}");
+        assert_eq!(
+            uids(&server.status_document().await),
+            ["complex-math", "progress-steps", "simple-text"],
+            "{fault}"
+        );
+        let mut client = Client::connect(&server).await;
+        let statuses = client.execute("simple-text", json!({"text": "up"}), json!({})).await;
+        assert_eq!(final_status(&statuses)["type"], "complete");
+        // Three tries, then refused: no crash loop.
+        assert_eq!(server.logs().matches("worker died while loading").count(), 2, "{fault}");
+    }
+    // `inspect` loads through a worker too: reported, not fatal.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nano-server"))
+        .arg("inspect")
+        .arg(fault_plugin())
+        .env("NANO_TEST_LOAD_FAULT", "constructor")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("refused") && stdout.contains("crashed while loading (SIGSEGV)"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn a_library_that_hangs_in_definitions_is_refused_after_the_start_timeout() {
+    let server = Server::start_isolated(
+        &with_fault_plugin(),
+        "worker_start_timeout_ms = 1000",
+        &[("NANO_TEST_LOAD_FAULT", "definitions-hang")],
+    );
+    server.wait_for_log("did not report its definitions within 1000 ms");
+    assert_eq!(
+        uids(&server.status_document().await),
+        ["complex-math", "progress-steps", "simple-text"]
+    );
+    eventually("the hanging worker is gone", || async {
+        server.workers().iter().all(|(_, library)| library != FAULT_LIBRARY)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nodes_that_ignore_their_abort_free_their_slots_and_their_workers_go() {
+    let server = Server::start_isolated(
+        &with_fault_plugin(),
+        "max_concurrent_executions = 2\nexecution_timeout_ms = 300\nabort_grace_ms = 300\nworker_drain_ms = 1000",
+        &[],
+    );
+    let mut client = Client::connect(&server).await;
+    // More hung executions than slots.
+    for n in 0..3 {
+        let statuses = client.execute("fault", json!({}), fault("spin", json!({}))).await;
+        let last = final_status(&statuses);
+        assert_eq!(last["message"], "Execution timed out after 300 ms", "{n}");
+    }
+    // Everything else is still served, and the server is ready.
+    for uid in ["simple-text", "fault-ok"] {
+        let inputs = if uid == "simple-text" {
+            json!({"text": "x"})
+        } else {
+            json!({})
+        };
+        let statuses = client.execute(uid, inputs, json!({})).await;
+        assert_eq!(final_status(&statuses)["type"], "complete", "{uid}");
+    }
+    assert_eq!(reqwest::get(server.http("/readyz")).await.unwrap().status(), 200);
+    // The hung workers were replaced and are gone; one worker per library.
+    eventually("only one worker per library remains", || async {
+        let workers = server.workers();
+        workers.len() == 4 && workers.iter().filter(|(_, l)| l == FAULT_LIBRARY).count() == 1
+    })
+    .await;
+    assert_eq!(server.metric("nano_executions_stuck").await, 0.0);
+    // One replacement per worker that held a hung node (two hung nodes may
+    // share a worker).
+    let replaced = server
+        .metric(&format!(
+            r#"nano_worker_restarts_total{{library="{FAULT_LIBRARY}",reason="hung"}}"#
+        ))
+        .await;
+    assert!((1.0..=3.0).contains(&replaced), "{replaced}");
+}
+
+#[tokio::test]
+async fn a_hundred_swaps_leave_memory_flat_and_one_worker_per_library() {
+    let swap = format!("swap/{}", lib_name("swap"));
+    let nodes = NodesDir::examples().with_file(&swap, &std::fs::read(plugin("swap_v1")).unwrap());
+    let server = Server::start_isolated(&nodes, "watch_debounce_time = 20", &[]);
+    let mut client = Client::connect(&server).await;
+    let versions = [
+        (std::fs::read(plugin("swap_v2")).unwrap(), "2.0.0"),
+        (std::fs::read(plugin("swap_v1")).unwrap(), "1.0.0"),
+    ];
+    // Warm up: the first swaps settle the allocator and the mappings.
+    let swap_to = |n: usize| {
+        let (bytes, version) = &versions[n % 2];
+        std::fs::write(nodes.path().join(&swap), bytes).unwrap();
+        *version
+    };
+    let mut n = 0;
+    let wait_for = async |client: &mut Client, version: &str| {
+        while definition_version(&client.next_update().await, "swap-node").as_deref() != Some(version) {}
+    };
+    for _ in 0..4 {
+        let version = swap_to(n);
+        wait_for(&mut client, version).await;
+        n += 1;
+    }
+    let settle = || async {
+        eventually("one worker per library", || async { server.workers().len() == 4 }).await;
+    };
+    settle().await;
+    let before = server.total_rss_kib();
+    for _ in 0..100 {
+        let version = swap_to(n);
+        wait_for(&mut client, version).await;
+        n += 1;
+    }
+    settle().await;
+    let after = server.total_rss_kib();
+    let statuses = client.execute("swap-node", json!({}), json!({})).await;
+    assert_eq!(final_status(&statuses)["type"], "complete");
+    let grown_mib = after.saturating_sub(before) as f64 / 1024.0;
+    assert!(
+        grown_mib < 8.0,
+        "server + workers grew {grown_mib:.1} MiB over 100 swaps ({before} -> {after} KiB)"
+    );
+    assert_eq!(
+        server.workers().iter().filter(|(_, l)| l == "swap/libswap.so").count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_killed_server_leaves_no_worker_behind() {
+    let mut server = Server::start_isolated(&with_fault_plugin(), "", &[]);
+    let workers = server.workers();
+    assert_eq!(workers.len(), 4, "{workers:?}");
+    server.kill_hard();
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while workers.iter().any(|(pid, _)| alive(*pid)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workers outlived the server: {workers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
