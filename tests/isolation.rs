@@ -308,3 +308,49 @@ async fn a_killed_server_leaves_no_worker_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_stop_first_swap_ends_the_old_worker_before_the_new_one_starts() {
+    let swap = format!("swap/{}", lib_name("swap"));
+    let nodes = NodesDir::examples().with_file(&swap, &std::fs::read(plugin("swap_v1")).unwrap());
+    let server = Server::start_isolated(
+        &nodes,
+        "watch_debounce_time = 20\n[libraries.\"swap/libswap.so\"]\nswap_strategy = \"stop-first\"",
+        &[],
+    );
+    let old: Vec<u32> = server
+        .workers()
+        .into_iter()
+        .filter(|(_, l)| l == "swap/libswap.so")
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(old.len(), 1);
+    let mut client = Client::connect(&server).await;
+    // Running on the old version when the swap comes: it finishes there.
+    client
+        .send(&request("long", json!(1), "swap-node", json!({}), json!({"ms": 1000})))
+        .await;
+    assert_eq!(client.next_status("long", &json!(1)).await["type"], "running");
+    std::fs::write(nodes.path().join(&swap), std::fs::read(plugin("swap_v2")).unwrap()).unwrap();
+    let statuses = client.statuses_until_final("long", &json!(1)).await;
+    let last = final_status(&statuses);
+    assert_eq!(last["type"], "complete", "{last}");
+    assert_eq!(last["outputs"]["version"], json!(["1.0.0"]), "{last}");
+    while definition_version(&client.next_update().await, "swap-node").as_deref() != Some("2.0.0") {}
+    // The old worker was gone before the new one was started.
+    let logs = server.logs();
+    let stopped = logs
+        .find(&format!(
+            "the worker for swap/libswap.so exited after its shutdown hook library=swap/libswap.so pid={}",
+            old[0]
+        ))
+        .expect("the old worker exited");
+    let swapped = logs.find("swapped ").expect("the swap is logged");
+    assert!(stopped < swapped, "{logs}");
+    let statuses = client.execute("swap-node", json!({}), json!({})).await;
+    assert_eq!(final_status(&statuses)["outputs"]["version"], json!(["2.0.0"]));
+    assert_eq!(
+        server.workers().iter().filter(|(_, l)| l == "swap/libswap.so").count(),
+        1
+    );
+}

@@ -75,6 +75,26 @@ struct FileConfig {
     worker_restart_initial_ms: Option<u64>,
     worker_restart_max_ms: Option<u64>,
     worker_restart_wait_ms: Option<u64>,
+    swap_strategy: Option<SwapStrategy>,
+    libraries: Option<std::collections::BTreeMap<String, LibrarySettings>>,
+}
+
+/// How a new version of a library replaces the old one (process isolation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwapStrategy {
+    /// Start the new worker, move new executions to it, drain the old one.
+    Overlap,
+    /// Drain and stop the old worker first (a library whose model is too
+    /// large to hold twice); executions wait meanwhile.
+    StopFirst,
+}
+
+/// `[libraries."<path relative to nodes_path>"]`: settings of one library.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LibrarySettings {
+    pub swap_strategy: Option<SwapStrategy>,
 }
 
 /// Where plugin code runs.
@@ -182,6 +202,10 @@ pub struct Config {
     pub worker_restart_initial: Duration,
     pub worker_restart_max: Duration,
     pub worker_restart_wait: Duration,
+    /// The default swap strategy, and the libraries (relative to
+    /// `nodes_path`) that swap stop-first.
+    pub swap_strategy: SwapStrategy,
+    pub stop_first_libraries: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -218,6 +242,8 @@ impl std::fmt::Debug for Config {
             .field("worker_restart_initial", &self.worker_restart_initial)
             .field("worker_restart_max", &self.worker_restart_max)
             .field("worker_restart_wait", &self.worker_restart_wait)
+            .field("swap_strategy", &self.swap_strategy)
+            .field("stop_first_libraries", &self.stop_first_libraries)
             .finish()
     }
 }
@@ -360,6 +386,14 @@ impl Config {
             worker_restart_initial: ms(parsed.worker_restart_initial_ms, 100),
             worker_restart_max: ms(parsed.worker_restart_max_ms, 30_000),
             worker_restart_wait: ms(parsed.worker_restart_wait_ms, 10_000),
+            swap_strategy: parsed.swap_strategy.unwrap_or(SwapStrategy::Overlap),
+            stop_first_libraries: parsed
+                .libraries
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, settings)| settings.swap_strategy == Some(SwapStrategy::StopFirst))
+                .map(|(path, _)| path)
+                .collect(),
         })
     }
 

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use crate::{
     build,
     config::Config,
-    config::Isolation,
+    config::{Isolation, SwapStrategy},
     connection::{self, ConnectionLimits},
     execution::{AdmissionLimits, Backend, Executor, InProcess, ProcessBackend, ProcessSettings},
     http,
@@ -156,6 +156,8 @@ pub(crate) fn process_settings(config: &Config) -> ProcessSettings {
         restart_initial: config.worker_restart_initial,
         restart_max: config.worker_restart_max,
         restart_wait: config.worker_restart_wait,
+        stop_first: config.swap_strategy == SwapStrategy::StopFirst,
+        stop_first_libraries: config.stop_first_libraries.clone(),
     }
 }
 

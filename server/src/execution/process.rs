@@ -62,6 +62,11 @@ pub struct ProcessSettings {
     pub restart_max: Duration,
     /// Executions arriving while a worker restarts wait at most this long.
     pub restart_wait: Duration,
+    /// Swap libraries by stopping the old worker before starting the new
+    /// one (for libraries holding a model too large to hold twice), by
+    /// default or for these libraries (paths relative to `root`).
+    pub stop_first: bool,
+    pub stop_first_libraries: std::collections::HashSet<String>,
 }
 
 impl ProcessSettings {
@@ -77,6 +82,8 @@ impl ProcessSettings {
             restart_initial: Duration::from_millis(100),
             restart_max: Duration::from_secs(30),
             restart_wait: Duration::from_secs(10),
+            stop_first: false,
+            stop_first_libraries: std::collections::HashSet::new(),
         }
     }
 }
@@ -90,6 +97,8 @@ pub struct ProcessBackend {
     settings: Arc<ProcessSettings>,
     runtime: Handle,
     on_failed: Arc<Mutex<Option<OnFailed>>>,
+    /// The last version loaded per path: a stop-first swap stops it first.
+    latest: Mutex<HashMap<PathBuf, Weak<ProcessLibrary>>>,
 }
 
 impl ProcessBackend {
@@ -98,6 +107,7 @@ impl ProcessBackend {
             settings: Arc::new(settings),
             runtime,
             on_failed: Arc::default(),
+            latest: Mutex::default(),
         }
     }
 
@@ -128,19 +138,44 @@ impl Backend for ProcessBackend {
                 ..LibraryState::default()
             }),
         });
+        let stop_first = self.settings.stop_first || self.settings.stop_first_libraries.contains(&*library.label);
+        let previous = lock(&self.latest).get(path).and_then(Weak::upgrade);
+        let stopped = match previous {
+            Some(old) if stop_first && old.stop_for_swap() => Some(old),
+            _ => None,
+        };
         let (sender, result) = std::sync::mpsc::channel();
         let starting = Arc::clone(&library);
         self.runtime.spawn(async move {
             let _ = sender.send(starting.start_first().await);
         });
-        let (abi_version, definitions) = result
+        let loaded = result
             .recv()
-            .map_err(|_| LoadError::Worker("the worker supervisor stopped".to_owned()))??;
-        Ok(Loaded {
-            abi_version,
-            nodes: parse_definitions(&definitions)?,
-            runtime: library,
-        })
+            .map_err(|_| LoadError::Worker("the worker supervisor stopped".to_owned()))
+            .and_then(|started| {
+                let (abi_version, definitions) = started?;
+                Ok((abi_version, parse_definitions(&definitions)?))
+            });
+        match loaded {
+            Ok((abi_version, nodes)) => {
+                if let Some(old) = stopped {
+                    old.hand_over(Arc::clone(&library) as Arc<dyn LibraryRuntime>);
+                }
+                lock(&self.latest).insert(path.to_owned(), Arc::downgrade(&library));
+                Ok(Loaded {
+                    abi_version,
+                    nodes,
+                    runtime: library,
+                })
+            }
+            Err(err) => {
+                // The old version keeps serving: it gets a worker again.
+                if let Some(old) = stopped {
+                    old.resume();
+                }
+                Err(err)
+            }
+        }
     }
 }
 
@@ -182,11 +217,66 @@ struct LibraryState {
     retired: bool,
     backoff: Duration,
     up_since: Option<Instant>,
+    /// Stopped for a stop-first swap: executions wait for the new version.
+    paused: bool,
+    /// The version that replaced this one in a stop-first swap.
+    successor: Option<Arc<dyn LibraryRuntime>>,
 }
 
 impl ProcessLibrary {
     fn arc(&self) -> Arc<ProcessLibrary> {
         self.me.upgrade().expect("a library is alive while its methods run")
+    }
+
+    /// Stop-first swap: stops taking executions (they wait for the new
+    /// version), lets the running ones finish (at most `worker_drain_ms`)
+    /// and waits until the worker ran its shutdown hook and exited. False
+    /// when there was no worker to stop.
+    fn stop_for_swap(&self) -> bool {
+        let worker = {
+            let mut state = lock(&self.state);
+            if state.retired || state.failed.is_some() {
+                return false;
+            }
+            state.paused = true;
+            state.current.take()
+        };
+        let Some(worker) = worker else { return true };
+        tracing::info!(library = %self.label, pid = worker.pid, "stop-first swap: stopping the old worker before starting the new one");
+        worker.drain(&self.settings, &self.runtime);
+        let deadline = Instant::now() + self.settings.drain + Duration::from_secs(3);
+        while !worker.exited.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Stop-first swap done: what waited, and what comes, goes to `new`.
+    fn hand_over(&self, new: Arc<dyn LibraryRuntime>) {
+        let waiting = {
+            let mut state = lock(&self.state);
+            state.successor = Some(Arc::clone(&new));
+            let order = std::mem::take(&mut state.order);
+            let mut waiting = std::mem::take(&mut state.waiting);
+            order
+                .into_iter()
+                .filter_map(|id| waiting.remove(&id))
+                .collect::<Vec<_>>()
+        };
+        for job in waiting {
+            new.execute(job);
+        }
+    }
+
+    /// Stop-first swap failed (the new version was refused): this version
+    /// gets a worker again.
+    fn resume(&self) {
+        {
+            let mut state = lock(&self.state);
+            state.paused = false;
+            state.restarting = true;
+        }
+        self.runtime.spawn(restart(self.arc(), Duration::ZERO));
     }
 
     /// The first worker: up to three tries if it dies while loading.
@@ -477,6 +567,11 @@ async fn restart(library: Arc<ProcessLibrary>, mut delay: Duration) {
 impl LibraryRuntime for ProcessLibrary {
     fn execute(&self, job: Job) {
         let mut state = lock(&self.state);
+        if let Some(successor) = state.successor.clone() {
+            drop(state);
+            successor.execute(job);
+            return;
+        }
         if let Some(reason) = &state.failed {
             let message = format!("node crashed: {} failed ({reason})", self.label);
             drop(state);
@@ -529,6 +624,7 @@ impl LibraryRuntime for ProcessLibrary {
             state.order.clear();
             (state.current.take(), std::mem::take(&mut state.waiting))
         };
+        // (After a stop-first swap nothing waits here: it went to the successor.)
         for job in waiting.into_values() {
             job.execution.reject(
                 Failure::Crashed,
@@ -545,7 +641,7 @@ impl LibraryRuntime for ProcessLibrary {
 
     fn is_up(&self) -> bool {
         let state = lock(&self.state);
-        state.current.is_some() || (state.restarting && state.failed.is_none())
+        state.current.is_some() || ((state.restarting || state.paused) && state.failed.is_none())
     }
 }
 
