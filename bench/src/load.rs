@@ -16,7 +16,10 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::frames::{TextOutputs, final_status, histogram, http_body, is_right, request_frame};
+use crate::{
+    frames::{TextOutputs, final_status, histogram, http_body, is_right, request_frame},
+    servers::tree_cpu,
+};
 
 /// How hard to push.
 #[derive(Clone, Copy, Debug)]
@@ -31,8 +34,9 @@ pub struct Load {
     pub duration: Duration,
     /// Load applied first and not measured.
     pub warmup: Duration,
-    /// The server's process, to measure the CPU it spends in the window
-    /// (Linux `/proc`), when known.
+    /// The server's process, to measure the CPU it and its child processes
+    /// (process isolation's workers) spend in the window (Linux `/proc`),
+    /// when known.
     pub server_pid: Option<u32>,
 }
 
@@ -45,8 +49,12 @@ pub struct Report {
     pub errors: u64,
     pub elapsed: Duration,
     pub latency: Histogram<u64>,
-    /// CPU time (user + system) the server used in the window.
+    /// CPU time (user + system) the server used in the window, its worker
+    /// processes included.
     pub server_cpu: Option<Duration>,
+    /// Of `server_cpu`, what its worker processes used (`None` when it had
+    /// none: in-process, or another server).
+    pub worker_cpu: Option<Duration>,
 }
 
 impl Report {
@@ -54,9 +62,17 @@ impl Report {
         self.executions as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// Server CPU per execution, in microseconds.
+    /// Server CPU (its workers' included) per execution, in microseconds.
     pub fn cpu_us_per_execution(&self) -> Option<f64> {
-        let cpu = self.server_cpu?;
+        self.per_execution_us(self.server_cpu?)
+    }
+
+    /// The workers' share of [`Self::cpu_us_per_execution`].
+    pub fn worker_cpu_us_per_execution(&self) -> Option<f64> {
+        self.per_execution_us(self.worker_cpu?)
+    }
+
+    fn per_execution_us(&self, cpu: Duration) -> Option<f64> {
         (self.executions > 0).then(|| cpu.as_secs_f64() * 1e6 / self.executions as f64)
     }
 
@@ -87,32 +103,20 @@ impl Window {
     }
 }
 
-/// CPU time (user + system) of a process so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start at ")".
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let per_second = libc_sysconf_clk_tck();
-    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
-}
+/// CPU time in the window: (the server and its workers together, the
+/// workers' share). The workers' share is `None` when the server had no
+/// child process at either reading (in-process, or another server).
+type WindowCpu = (Duration, Option<Duration>);
 
-fn libc_sysconf_clk_tck() -> i64 {
-    unsafe extern "C" {
-        fn sysconf(name: i32) -> i64;
-    }
-    const SC_CLK_TCK: i32 = 2; // Linux
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { sysconf(SC_CLK_TCK) };
-    if ticks > 0 { ticks } else { 100 }
-}
-
-/// The server's CPU time spent between the window's start and end.
-async fn cpu_in_window(pid: u32, window: Window) -> Option<Duration> {
+/// The CPU time the server and its worker processes spent between the
+/// window's start and end.
+async fn cpu_in_window(pid: u32, window: Window) -> Option<WindowCpu> {
     tokio::time::sleep_until(window.start.into()).await;
-    let before = cpu_time(pid)?;
+    let before = tree_cpu(pid)?;
     tokio::time::sleep_until(window.end.into()).await;
-    Some(cpu_time(pid)?.saturating_sub(before))
+    let after = tree_cpu(pid)?;
+    let workers = (before.live_workers + after.live_workers > 0).then(|| after.workers.saturating_sub(before.workers));
+    Some((after.total().saturating_sub(before.total()), workers))
 }
 
 /// What one connection (or HTTP lane) counted: executions, errors, latencies.
@@ -122,7 +126,7 @@ type Tally = (u64, u64, Histogram<u64>);
 async fn gather(
     window: Window,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>,
-    cpu: Option<tokio::task::JoinHandle<Option<Duration>>>,
+    cpu: Option<tokio::task::JoinHandle<Option<WindowCpu>>>,
 ) -> anyhow::Result<Report> {
     let mut report = Report {
         executions: 0,
@@ -130,6 +134,7 @@ async fn gather(
         elapsed: window.end - window.start,
         latency: histogram(),
         server_cpu: None,
+        worker_cpu: None,
     };
     for task in tasks {
         let (executions, errors, latency) = task.await??;
@@ -137,8 +142,12 @@ async fn gather(
         report.errors += errors;
         report.latency.add(latency)?;
     }
-    if let Some(cpu) = cpu {
-        report.server_cpu = cpu.await?;
+    if let Some((total, workers)) = match cpu {
+        Some(cpu) => cpu.await?,
+        None => None,
+    } {
+        report.server_cpu = Some(total);
+        report.worker_cpu = workers;
     }
     Ok(report)
 }

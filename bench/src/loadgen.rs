@@ -27,7 +27,8 @@ struct Args {
     seconds: u64,
     #[arg(long, default_value_t = 2)]
     warmup: u64,
-    /// The server's pid, to report the CPU it spends per execution.
+    /// The server's pid, to report the CPU it (and its worker processes,
+    /// under process isolation) spends per execution.
     #[arg(long)]
     pid: Option<u32>,
 }
@@ -47,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Http => load::http(&args.url, load).await?,
     };
     println!(
-        "{:.0} executions/s, p50 {} µs, p99 {} µs, {} executions, {} errors, server CPU {} µs/execution",
+        "{:.0} executions/s, p50 {} µs, p99 {} µs, {} executions, {} errors, server CPU {} µs/execution{}",
         report.per_second(),
         report.quantile_us(0.5),
         report.quantile_us(0.99),
@@ -55,7 +56,10 @@ async fn main() -> anyhow::Result<()> {
         report.errors,
         report
             .cpu_us_per_execution()
-            .map_or("?".to_owned(), |c| format!("{c:.1}"))
+            .map_or("?".to_owned(), |c| format!("{c:.1}")),
+        report
+            .worker_cpu_us_per_execution()
+            .map_or(String::new(), |c| format!(" (of which workers {c:.1})"))
     );
     if report.errors > 0 {
         std::process::exit(1);

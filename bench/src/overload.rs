@@ -1,9 +1,10 @@
 //! The overload scenario (bench/run.sh runs it after the suite): what a
 //! server does when asked for more than it can do.
 //!
-//! For each server under test (nano-server with the example nodes, the
-//! Python SDK peer, optionally a `--baseline` nano-server build), one at a
-//! time and freshly started:
+//! For each server under test (nano-server with the example nodes, in both
+//! isolation modes: `--isolation in-process` and `--isolation process`; the
+//! Python SDK peer; optionally a `--baseline` nano-server build, run
+//! in-process), one at a time and freshly started:
 //!
 //! 1. its closed-loop capacity C: the suite's load generator (`load.rs`,
 //!    `simple-text`) for a few seconds;
@@ -17,13 +18,15 @@
 //! saying "busy"), other errors, requests never answered, p50/p99 latency of
 //! the completed ones (from the moment the request was handed to the socket
 //! to its final status), and memory: the peak RSS (`VmHWM`, read at the end)
-//! and the highest `VmRSS` sampled every 100 ms.
+//! and the highest `VmRSS` sampled every 100 ms. Memory is the server's plus
+//! its worker processes' (process isolation): the sampled figure is the
+//! highest sum, the peak the sum of each process's own peak.
 //!
 //! Usage: overload --server target/release/nano-server --libs target/release
 //!        [--peer bench/peer/run.sh] [--baseline <other nano-server>] [--seconds 10]
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -39,7 +42,10 @@ use nano_bench::{
     frames::{final_status, histogram_up_to, may_be_final, request_frame},
     load::{self, Load, Report},
     probe::machine,
-    servers::{RssSampler, Running, examples_config, nano_command, peak_rss_kib, rss_kib, start_peer},
+    servers::{
+        Isolation, RssSampler, Running, examples_config, in_process_if_supported, nano_command, start_peer,
+        tree_peak_rss_kib, tree_rss,
+    },
     stamp::commit_stamp,
 };
 use tokio::{net::TcpStream, sync::watch, time::MissedTickBehavior};
@@ -57,7 +63,7 @@ struct Args {
     #[arg(long)]
     peer: Option<PathBuf>,
     /// Another nano-server binary (e.g. built from an older commit), put
-    /// through the same scenario with the same config.
+    /// through the same scenario with the same config, in-process.
     #[arg(long)]
     baseline: Option<PathBuf>,
     /// Seconds of open-loop sending.
@@ -103,15 +109,14 @@ async fn main() -> anyhow::Result<()> {
     let config = examples_config(&args.libs, dir.path())?;
 
     let mut outcomes = Vec::new();
-    let mut servers: Vec<(&str, Starter)> = vec![(
-        "nano-server",
-        Box::new(|| Running::start(nano_command(&args.server, &config), None, PATIENCE)),
-    )];
+    let mut servers: Vec<(&str, Starter)> = vec![
+        ("in-process", nano(&args.server, &config, Some(Isolation::InProcess))),
+        ("process", nano(&args.server, &config, Some(Isolation::Process))),
+    ];
     if let Some(baseline) = &args.baseline {
-        servers.push((
-            "baseline",
-            Box::new(|| Running::start(nano_command(baseline, &config), None, PATIENCE)),
-        ));
+        // A build from before process isolation refuses the flag (and runs
+        // in-process anyway).
+        servers.push(("baseline", nano(baseline, &config, in_process_if_supported(baseline))));
     }
     if let Some(peer) = &args.peer {
         servers.push(("Python SDK", Box::new(|| start_peer(peer, PATIENCE))));
@@ -124,6 +129,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts `server` with `config`, plugins run as `isolation` says.
+fn nano<'a>(server: &'a Path, config: &'a Path, isolation: Option<Isolation>) -> Starter<'a> {
+    Box::new(move || Running::start(nano_command(server, config, isolation), None, PATIENCE))
+}
+
 /// What one server did.
 struct Outcome {
     name: String,
@@ -131,9 +141,13 @@ struct Outcome {
     /// `factor` × the capacity.
     target_rate: f64,
     open: OpenLoop,
+    /// Server plus workers, as are the two below.
     rss_before_kib: Option<u64>,
     max_sampled_rss_kib: Option<u64>,
     peak_rss_kib: Option<u64>,
+    /// Worker processes before the open loop and at its end.
+    workers_before: Option<usize>,
+    workers_after: Option<usize>,
     alive: bool,
 }
 
@@ -165,7 +179,7 @@ async fn scenario(name: &str, mut server: Running, args: &Args) -> anyhow::Resul
         "{name}: open loop at {target_rate:.0}/s for {} s over {} connections, then up to {} s for answers",
         args.seconds, args.connections, args.wait
     );
-    let rss_before_kib = rss_kib(pid).ok();
+    let before = tree_rss(pid).ok();
     let sampler = RssSampler::start(pid, RSS_SAMPLE);
     let open = open_loop(
         &url,
@@ -177,7 +191,8 @@ async fn scenario(name: &str, mut server: Running, args: &Args) -> anyhow::Resul
     .await
     .with_context(|| format!("{name}: open loop"))?;
     let max_sampled_rss_kib = sampler.finish();
-    let peak_rss_kib = peak_rss_kib(pid).ok();
+    let peak_rss_kib = tree_peak_rss_kib(pid).ok();
+    let workers_after = tree_rss(pid).ok().map(|t| t.workers_kib.len());
     let alive = server.child.try_wait()?.is_none();
     eprintln!(
         "{name}: sent {}, completed {}, refused {}, other errors {}, wrong {}, never answered {}",
@@ -192,9 +207,11 @@ async fn scenario(name: &str, mut server: Running, args: &Args) -> anyhow::Resul
         capacity,
         target_rate,
         open,
-        rss_before_kib,
+        rss_before_kib: before.as_ref().map(|t| t.total_kib()),
         max_sampled_rss_kib,
         peak_rss_kib,
+        workers_before: before.map(|t| t.workers_kib.len()),
+        workers_after,
         alive,
     })
 }
@@ -584,11 +601,20 @@ fn print_table(args: &Args, outcomes: &[Outcome]) {
         args.wait
     );
     println!(
-        "nano-server: {} (config: write_config, the shipped defaults)",
+        "in-process, process: {} --isolation in-process, --isolation process (config: write_config, the shipped defaults otherwise)",
         args.server.display()
     );
+    println!("memory: the server's plus its worker processes' (process isolation); peak: the sum of each one's VmHWM");
     if let Some(baseline) = &args.baseline {
-        println!("baseline: {}", baseline.display());
+        println!(
+            "baseline: {} {}",
+            baseline.display(),
+            if in_process_if_supported(baseline).is_some() {
+                "--isolation in-process"
+            } else {
+                "(takes no --isolation: in-process)"
+            }
+        );
     }
     println!();
     let opt = |v: Option<String>| v.unwrap_or_else(|| "—".to_owned());
@@ -639,6 +665,13 @@ fn print_table(args: &Args, outcomes: &[Outcome]) {
         (
             "last answer after sending (s)",
             Box::new(|o: &Outcome| opt(o.open.last_answer_after_end.map(|d| format!("{:.2}", d.as_secs_f64())))),
+        ),
+        (
+            "worker processes, before / after",
+            Box::new(|o: &Outcome| {
+                let n = |w: Option<usize>| w.map_or("?".to_owned(), |w| w.to_string());
+                format!("{} / {}", n(o.workers_before), n(o.workers_after))
+            }),
         ),
         (
             "RSS before the open loop (MiB)",

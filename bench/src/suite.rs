@@ -1,13 +1,18 @@
-//! The benchmark suite (bench/run.sh runs it): nano-server against the
-//! published Python SDK (the peer) and a bare WebSocket server (the floor),
-//! all measured by the same load generator in the same run, plus startup
-//! time and idle memory. Prints one table with the ratios and the targets.
+//! The benchmark suite (bench/run.sh runs it): nano-server in both
+//! isolation modes (`--isolation in-process`: libraries mapped into the
+//! server; `--isolation process`, the server's default: each library in a
+//! worker process) against the published Python SDK (the peer) and a bare
+//! WebSocket server (the floor), all measured by the same load generator in
+//! the same run, plus startup time and idle memory. Prints one table with
+//! the ratios and the targets. In process mode, CPU and memory are the
+//! server's plus its worker processes'.
 //!
 //! With `--baseline <another nano-server binary>` (say, one built from an
 //! older commit), that build runs next to the main one with the same config
-//! and is measured in every round right beside it, so the table can show
-//! new / baseline round by round: how a change moved throughput and the
-//! server's CPU per execution.
+//! (in-process: `--isolation in-process`, or nothing for a build from before
+//! the flag) and is measured in every round right beside the in-process
+//! column, so the table can show new / baseline round by round: how a
+//! change moved throughput and the server's CPU per execution.
 
 use std::{
     path::{Path, PathBuf},
@@ -19,7 +24,10 @@ use clap::Parser;
 use nano_bench::{
     load::{self, Load, Report},
     probe::{MachineSpeed, machine},
-    servers::{Running, examples_config, install, nano_command, start_peer, write_config},
+    servers::{
+        Isolation, Running, TreeRss, examples_config, in_process_if_supported, install, nano_command, start_peer,
+        write_config,
+    },
     stamp::commit_stamp,
 };
 
@@ -38,8 +46,9 @@ struct Args {
     #[arg(long)]
     peer: Option<PathBuf>,
     /// Another nano-server binary (e.g. built from an older commit): started
-    /// with the same config and measured right next to `--server` in every
-    /// round; the table adds a baseline column and new / baseline ratios.
+    /// with the same config, in-process, and measured right next to
+    /// `--server --isolation in-process` in every round; the table adds a
+    /// baseline column and new / baseline ratios.
     #[arg(long)]
     baseline: Option<PathBuf>,
     /// Where criterion wrote the ABI micro-benchmark.
@@ -72,16 +81,17 @@ fn median(mut values: Vec<Duration>) -> Duration {
 }
 
 /// Starts a server `times` times; the median time to ready, and the RSS of
-/// the last one after it sat idle for two seconds.
-fn startup(times: usize, mut start: impl FnMut() -> anyhow::Result<Running>) -> anyhow::Result<(Duration, u64)> {
+/// the last one and of its worker processes after it sat idle for two
+/// seconds.
+fn startup(times: usize, mut start: impl FnMut() -> anyhow::Result<Running>) -> anyhow::Result<(Duration, TreeRss)> {
     let mut startups = Vec::new();
-    let mut rss = 0;
-    for i in 0..times {
+    let mut rss = TreeRss::default();
+    for i in 0..times.max(1) {
         let server = start()?;
         startups.push(server.startup);
-        if i + 1 == times {
+        if i + 1 == times.max(1) {
             std::thread::sleep(Duration::from_secs(2));
-            rss = server.rss_kib()?;
+            rss = server.tree_rss()?;
         }
     }
     Ok((median(startups), rss))
@@ -95,7 +105,8 @@ struct Row {
     http: Option<Report>,
     startup: Option<Duration>,
     startup_100: Option<Duration>,
-    rss_kib: Option<u64>,
+    /// Idle, with the example nodes: the server's RSS and its workers'.
+    rss: Option<TreeRss>,
 }
 
 #[tokio::main]
@@ -117,15 +128,24 @@ async fn main() -> anyhow::Result<()> {
         install(&args.libs, &hundred, &format!("copies/n{i:03}"), "simple_text_node")?;
     }
     let hundred_config = write_config(&hundred, &hundred)?;
-    let nano = |binary: &Path, config: &Path| Running::start(nano_command(binary, config), None, PATIENCE);
+    let nano = |binary: &Path, config: &Path, isolation: Option<Isolation>| {
+        Running::start(nano_command(binary, config, isolation), None, PATIENCE)
+    };
+    let in_process = Some(Isolation::InProcess);
+    let process = Some(Isolation::Process);
+    // A baseline from before process isolation refuses the flag (and runs
+    // in-process anyway).
+    let base_isolation = args.baseline.as_deref().and_then(in_process_if_supported);
 
     eprintln!("== startup and idle memory");
-    let (nano_startup, nano_rss) = startup(args.startups, || nano(&args.server, &examples_config))?;
-    let (nano_startup_100, _) = startup(args.startups, || nano(&args.server, &hundred_config))?;
+    let (nano_startup, nano_rss) = startup(args.startups, || nano(&args.server, &examples_config, in_process))?;
+    let (nano_startup_100, _) = startup(args.startups, || nano(&args.server, &hundred_config, in_process))?;
+    let (proc_startup, proc_rss) = startup(args.startups, || nano(&args.server, &examples_config, process))?;
+    let (proc_startup_100, _) = startup(args.startups, || nano(&args.server, &hundred_config, process))?;
     let base_startup = match &args.baseline {
         Some(baseline) => Some((
-            startup(args.startups, || nano(baseline, &examples_config))?,
-            startup(args.startups, || nano(baseline, &hundred_config))?.0,
+            startup(args.startups, || nano(baseline, &examples_config, base_isolation))?,
+            startup(args.startups, || nano(baseline, &hundred_config, base_isolation))?.0,
         )),
         None => None,
     };
@@ -140,11 +160,12 @@ async fn main() -> anyhow::Result<()> {
     // time, and a ratio between two series is only fair when both saw the
     // same machine; so every ratio is taken within a round.
     let floor = Running::start(Command::new(&args.floor), None, PATIENCE)?;
-    let server = nano(&args.server, &examples_config)?;
+    let server = nano(&args.server, &examples_config, in_process)?;
+    let proc_server = nano(&args.server, &examples_config, process)?;
     let baseline = args
         .baseline
         .as_deref()
-        .map(|b| nano(b, &examples_config))
+        .map(|b| nano(b, &examples_config, base_isolation))
         .transpose()?;
     let peer = args.peer.as_deref().map(|p| start_peer(p, PATIENCE)).transpose()?;
     let mut rounds = Rounds::default();
@@ -156,23 +177,38 @@ async fn main() -> anyhow::Result<()> {
             "floor, WebSocket",
             load::websocket(&floor.ws_url(), on(&floor, load)).await?,
         ));
-        // The baseline goes right next to the main build, first in every
-        // other round, so neither always runs on the warmer machine.
-        let baseline_first = round % 2 == 0;
+        // In-process goes in the middle, process mode on one side and the
+        // baseline on the other (both compared with in-process), and the
+        // order turns around every other round, so no build always runs
+        // first, on the warmer machine.
+        let reversed = round % 2 == 0;
         for http in [false, true] {
-            let (transport, nano_series, base_series) = if http {
-                ("HTTP", &mut rounds.nano_http, &mut rounds.base_http)
+            let (transport, nano_series, proc_series, base_series) = if http {
+                (
+                    "HTTP",
+                    &mut rounds.nano_http,
+                    &mut rounds.proc_http,
+                    &mut rounds.base_http,
+                )
             } else {
-                ("WebSocket", &mut rounds.nano_ws, &mut rounds.base_ws)
+                (
+                    "WebSocket",
+                    &mut rounds.nano_ws,
+                    &mut rounds.proc_ws,
+                    &mut rounds.base_ws,
+                )
             };
-            let mut pair: Vec<(&str, &Running, &mut Vec<Report>)> = vec![("nano-server", &server, nano_series)];
+            let mut builds: Vec<(&str, &Running, &mut Vec<Report>)> = vec![
+                ("nano-server process", &proc_server, proc_series),
+                ("nano-server in-process", &server, nano_series),
+            ];
             if let Some(baseline) = &baseline {
-                pair.push(("baseline", baseline, base_series));
-                if baseline_first {
-                    pair.reverse();
-                }
+                builds.push(("baseline", baseline, base_series));
             }
-            for (name, running, series) in pair {
+            if reversed {
+                builds.reverse();
+            }
+            for (name, running, series) in builds {
                 let report = if http {
                     load::http(&running.base, on(running, load)).await?
                 } else {
@@ -194,37 +230,56 @@ async fn main() -> anyhow::Result<()> {
         http: median_of(&rounds.nano_http),
         startup: Some(nano_startup),
         startup_100: Some(nano_startup_100),
-        rss_kib: Some(nano_rss),
+        rss: Some(nano_rss),
+    };
+    let proc_row = Row {
+        ws: median_of(&rounds.proc_ws),
+        http: median_of(&rounds.proc_http),
+        startup: Some(proc_startup),
+        startup_100: Some(proc_startup_100),
+        rss: Some(proc_rss),
     };
     let base_row = base_startup.map(|((startup, rss), startup_100)| Row {
         ws: median_of(&rounds.base_ws),
         http: median_of(&rounds.base_http),
         startup: Some(startup),
         startup_100: Some(startup_100),
-        rss_kib: Some(rss),
+        rss: Some(rss),
     });
     let peer_row = Row {
         ws: median_of(&rounds.peer_ws),
         http: None,
-        startup: peer_startup.map(|(s, _)| s),
+        startup: peer_startup.as_ref().map(|(s, _)| *s),
         startup_100: None,
-        rss_kib: peer_startup.map(|(_, r)| r),
+        rss: peer_startup.map(|(_, r)| r),
     };
     let floor_row = Row {
         ws: median_of(&rounds.floor_ws),
         http: None,
         startup: None,
         startup_100: None,
-        rss_kib: None,
+        rss: None,
     };
     let abi = read_abi(&args.criterion);
-    let mut columns = vec![("nano-server", &nano_row)];
+    let mut columns = vec![("in-process", &nano_row), ("process", &proc_row)];
     if let Some(base_row) = &base_row {
         columns.push(("baseline", base_row));
     }
     columns.extend([("Python SDK", &peer_row), ("floor", &floor_row)]);
-    print_table(&args, &load, &columns, abi, &rounds);
+    let modes = Modes {
+        in_process: &nano_row,
+        process: &proc_row,
+        base_isolation,
+    };
+    print_table(&args, &load, &columns, &modes, abi, &rounds);
     Ok(())
+}
+
+/// The two nano-server columns, for the targets, and how the baseline ran.
+struct Modes<'a> {
+    in_process: &'a Row,
+    process: &'a Row,
+    base_isolation: Option<Isolation>,
 }
 
 /// The load, with the server's CPU measured.
@@ -250,8 +305,12 @@ fn median_of(reports: &[Report]) -> Option<Report> {
 #[derive(Default)]
 struct Rounds {
     floor_ws: Vec<Report>,
+    /// nano-server `--isolation in-process`.
     nano_ws: Vec<Report>,
     nano_http: Vec<Report>,
+    /// nano-server `--isolation process`.
+    proc_ws: Vec<Report>,
+    proc_http: Vec<Report>,
     peer_ws: Vec<Report>,
     base_ws: Vec<Report>,
     base_http: Vec<Report>,
@@ -350,14 +409,17 @@ fn times(v: f64) -> String {
 
 fn measure(what: &str, report: Report) -> Report {
     eprintln!(
-        "{what}: {:.0} executions/s, p50 {} µs, p99 {} µs, {} errors, server CPU {} µs/execution",
+        "{what}: {:.0} executions/s, p50 {} µs, p99 {} µs, {} errors, server CPU {} µs/execution{}",
         report.per_second(),
         report.quantile_us(0.5),
         report.quantile_us(0.99),
         report.errors,
         report
             .cpu_us_per_execution()
-            .map_or("?".to_owned(), |c| format!("{c:.1}"))
+            .map_or("?".to_owned(), |c| format!("{c:.1}")),
+        report
+            .worker_cpu_us_per_execution()
+            .map_or(String::new(), |c| format!(" (of which workers {c:.1})"))
     );
     report
 }
@@ -372,7 +434,14 @@ fn read_abi(criterion: &Path) -> Option<(f64, f64)> {
     Some((mean("loaded")?, mean("direct")?))
 }
 
-fn print_table(args: &Args, load: &Load, columns: &[(&str, &Row)], abi: Option<(f64, f64)>, rounds: &Rounds) {
+fn print_table(
+    args: &Args,
+    load: &Load,
+    columns: &[(&str, &Row)],
+    modes: &Modes,
+    abi: Option<(f64, f64)>,
+    rounds: &Rounds,
+) {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "—".to_owned());
     let rate = |r: &Option<Report>| opt(r.as_ref().map(|r| format!("{:.0}", r.per_second())));
     let q = |r: &Option<Report>, q: f64| opt(r.as_ref().map(|r| format!("{}", r.quantile_us(q))));
@@ -383,8 +452,14 @@ fn print_table(args: &Args, load: &Load, columns: &[(&str, &Row)], abi: Option<(
             .and_then(Report::cpu_us_per_execution)
             .map(|c| format!("{c:.1}")))
     };
+    let worker_cpu = |r: &Option<Report>| {
+        opt(r
+            .as_ref()
+            .and_then(Report::worker_cpu_us_per_execution)
+            .map(|c| format!("{c:.1}")))
+    };
     let ms = |d: Option<Duration>| opt(d.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)));
-    let mib = |k: Option<u64>| opt(k.map(|k| format!("{:.1}", k as f64 / 1024.0)));
+    let mib = |k: Option<f64>| opt(k.map(|k| format!("{:.1}", k / 1024.0)));
     let repeats = args.repeats.max(1);
 
     println!();
@@ -398,11 +473,26 @@ fn print_table(args: &Args, load: &Load, columns: &[(&str, &Row)], abi: Option<(
         load.warmup.as_secs(),
         load.connections * load.in_flight,
     );
-    println!("nano-server: {}", args.server.display());
+    println!(
+        "startup: exec to [NANOSERVER_READY], median of {}; idle RSS: with the 3 example nodes, 2 s after ready",
+        args.startups.max(1)
+    );
+    println!(
+        "in-process: {} --isolation in-process (libraries mapped into the server)",
+        args.server.display()
+    );
+    println!(
+        "process: {} --isolation process (the default: each library in a worker process; its CPU and RSS figures include the workers')",
+        args.server.display()
+    );
     if let Some(baseline) = &args.baseline {
         println!(
-            "baseline: {} (same config; measured next to nano-server in every round, first in every other round)",
-            baseline.display()
+            "baseline: {} ({}same config; measured next to in-process in every round, first in every other round)",
+            baseline.display(),
+            match modes.base_isolation {
+                Some(isolation) => format!("--isolation {}; ", isolation.as_str()),
+                None => "takes no --isolation, so in-process; ".to_owned(),
+            }
         );
     }
     println!();
@@ -412,22 +502,39 @@ fn print_table(args: &Args, load: &Load, columns: &[(&str, &Row)], abi: Option<(
         ("WebSocket p99 latency (µs)", Box::new(|r: &Row| q(&r.ws, 0.99))),
         ("WebSocket errors", Box::new(|r: &Row| errors(&r.ws))),
         ("WebSocket server CPU/exec (µs)", Box::new(|r: &Row| cpu(&r.ws))),
+        ("  of which in workers (µs)", Box::new(|r: &Row| worker_cpu(&r.ws))),
         ("HTTP executions/s", Box::new(|r: &Row| rate(&r.http))),
         ("HTTP p50 latency (µs)", Box::new(|r: &Row| q(&r.http, 0.5))),
         ("HTTP p99 latency (µs)", Box::new(|r: &Row| q(&r.http, 0.99))),
         ("HTTP errors", Box::new(|r: &Row| errors(&r.http))),
         ("HTTP server CPU/exec (µs)", Box::new(|r: &Row| cpu(&r.http))),
+        ("  of which in workers (µs)", Box::new(|r: &Row| worker_cpu(&r.http))),
         ("startup, 3 example nodes (ms)", Box::new(|r: &Row| ms(r.startup))),
         ("startup, 100 libraries (ms)", Box::new(|r: &Row| ms(r.startup_100))),
-        ("idle RSS, example nodes (MiB)", Box::new(|r: &Row| mib(r.rss_kib))),
+        (
+            "idle RSS, server process (MiB)",
+            Box::new(|r: &Row| mib(r.rss.as_ref().map(|t| t.server_kib as f64))),
+        ),
+        (
+            "idle worker processes",
+            Box::new(|r: &Row| opt(r.rss.as_ref().map(|t| t.workers_kib.len().to_string()))),
+        ),
+        (
+            "idle RSS per worker (MiB)",
+            Box::new(|r: &Row| mib(r.rss.as_ref().and_then(TreeRss::per_worker_kib))),
+        ),
+        (
+            "idle RSS, server + workers (MiB)",
+            Box::new(|r: &Row| mib(r.rss.as_ref().map(|t| t.total_kib() as f64))),
+        ),
     ];
-    print!("{:<32}", "");
+    print!("{:<34}", "");
     for (name, _) in columns {
         print!(" {name:>14}");
     }
     println!();
     for (label, cell) in &rows {
-        print!("{label:<32}");
+        print!("{label:<34}");
         for (_, row) in columns {
             print!(" {:>14}", cell(row));
         }
@@ -435,13 +542,14 @@ fn print_table(args: &Args, load: &Load, columns: &[(&str, &Row)], abi: Option<(
     }
     if let Some((loaded, direct)) = abi {
         println!(
-            "{:<32} {:>14}",
+            "{:<34} {:>14}",
             "ABI call, loaded / direct (ns)",
             format!("{loaded:.0} / {direct:.0}")
         );
     }
 
-    let nano = columns[0].1;
+    let nano = modes.in_process;
+    let process = modes.process;
     println!();
     println!(
         "targets: ratios taken round by round, shown as median (lowest – highest) over {repeats} round(s), judged on the median"
@@ -453,99 +561,144 @@ fn print_table(args: &Args, load: &Load, columns: &[(&str, &Row)], abi: Option<(
                 let met = ok(v.median);
                 missed += usize::from(!met);
                 println!(
-                    "  {name:<48} {:>24}  {}",
+                    "  {name:<58} {:>24}  {}",
                     v.show(shown),
                     if met { "met" } else { "MISSED" }
                 );
             }
-            None => println!("  {name:<48} {:>24}  not measured", "—"),
+            None => println!("  {name:<58} {:>24}  not measured", "—"),
         };
     target(
-        "WebSocket throughput >= 25x the Python SDK",
+        "in-process: WebSocket throughput >= 25x the Python SDK",
         Spread::per_round(&rounds.nano_ws, &rounds.peer_ws, throughput),
         &|v| format!("{v:.1}x"),
         &|v| v >= 25.0,
     );
     target(
-        "WebSocket throughput >= 60% of the floor",
+        "in-process: WebSocket throughput >= 60% of the floor",
         Spread::per_round(&rounds.nano_ws, &rounds.floor_ws, throughput),
         &percent,
         &|v| v >= 0.6,
     );
     target(
-        "WebSocket p99 <= 2x the floor's p99",
+        "in-process: WebSocket p99 <= 2x the floor's p99",
         Spread::per_round(&rounds.nano_ws, &rounds.floor_ws, p99),
         &times,
         &|v| v <= 2.0,
     );
     target(
-        "HTTP throughput >= 50% of WebSocket",
+        "in-process: HTTP throughput >= 50% of WebSocket",
         Spread::per_round(&rounds.nano_http, &rounds.nano_ws, throughput),
         &percent,
         &|v| v >= 0.5,
     );
     target(
-        "ABI call overhead (loaded - direct) < 2 µs",
+        "in-process: ABI call overhead (loaded - direct) < 2 µs",
         abi.map(|(loaded, direct)| Spread::single((loaded - direct) / 1000.0)),
         &|v| format!("{v:.3} µs"),
         &|v| v < 2.0,
     );
     target(
-        "startup with 100 libraries < 300 ms",
+        "in-process: startup with 100 libraries < 300 ms",
         nano.startup_100.map(|d| Spread::single(d.as_secs_f64() * 1000.0)),
         &|v| format!("{v:.0} ms"),
         &|v| v < 300.0,
     );
     target(
-        "idle RSS with the example nodes < 20 MB",
-        nano.rss_kib.map(|k| Spread::single(k as f64 * 1024.0 / 1e6)),
+        "in-process: idle RSS with the example nodes < 20 MB",
+        nano.rss
+            .as_ref()
+            .map(|t| Spread::single(t.server_kib as f64 * 1024.0 / 1e6)),
         &|v| format!("{v:.1} MB"),
         &|v| v < 20.0,
     );
+    target(
+        "process: WebSocket throughput >= 50% of in-process",
+        Spread::per_round(&rounds.proc_ws, &rounds.nano_ws, throughput),
+        &percent,
+        &|v| v >= 0.5,
+    );
+    target(
+        "process: WebSocket p99 <= 2x the in-process p99",
+        Spread::per_round(&rounds.proc_ws, &rounds.nano_ws, p99),
+        &times,
+        &|v| v <= 2.0,
+    );
+    target(
+        "process: startup with 100 libraries < 2 s",
+        process.startup_100.map(|d| Spread::single(d.as_secs_f64() * 1000.0)),
+        &|v| format!("{v:.0} ms"),
+        &|v| v < 2000.0,
+    );
     if args.baseline.is_some() {
         target(
-            "WebSocket server CPU/exec <= 105% of baseline",
+            "in-process: WebSocket server CPU/exec <= 105% of baseline",
             Spread::per_round(&rounds.nano_ws, &rounds.base_ws, cpu_per_execution),
             &percent_1,
             &|v| v <= 1.05,
         );
         target(
-            "HTTP server CPU/exec <= 105% of baseline",
+            "in-process: HTTP server CPU/exec <= 105% of baseline",
             Spread::per_round(&rounds.nano_http, &rounds.base_http, cpu_per_execution),
             &percent_1,
             &|v| v <= 1.05,
         );
+    }
+    let compare = |title: &str, a: (&[Report], &[Report]), b: (&[Report], &[Report])| {
         println!();
-        println!("nano-server / baseline, round by round: median (lowest – highest)");
-        for (name, a, b, value) in [
+        println!("{title}, round by round: median (lowest – highest)");
+        let (a_ws, a_http) = a;
+        let (b_ws, b_http) = b;
+        for (name, a, b, value, shown) in [
             (
                 "WebSocket executions/s",
-                &rounds.nano_ws,
-                &rounds.base_ws,
+                a_ws,
+                b_ws,
                 throughput as fn(&Report) -> Option<f64>,
+                percent_1 as fn(f64) -> String,
             ),
+            ("WebSocket p99 latency", a_ws, b_ws, p99, times),
             (
                 "WebSocket server CPU/execution",
-                &rounds.nano_ws,
-                &rounds.base_ws,
+                a_ws,
+                b_ws,
                 cpu_per_execution,
+                percent_1,
             ),
-            ("HTTP executions/s", &rounds.nano_http, &rounds.base_http, throughput),
+            ("HTTP executions/s", a_http, b_http, throughput, percent_1),
+            ("HTTP p99 latency", a_http, b_http, p99, times),
             (
                 "HTTP server CPU/execution",
-                &rounds.nano_http,
-                &rounds.base_http,
+                a_http,
+                b_http,
                 cpu_per_execution,
+                percent_1,
             ),
         ] {
-            let shown = Spread::per_round(a, b, value).map_or("—".to_owned(), |s| s.show(&percent_1));
-            println!("  {name:<48} {shown:>24}");
+            let shown = Spread::per_round(a, b, value).map_or("—".to_owned(), |s| s.show(&shown));
+            println!("  {name:<58} {shown:>24}");
         }
+    };
+    compare(
+        "process / in-process (CPU: server + workers)",
+        (&rounds.proc_ws, &rounds.proc_http),
+        (&rounds.nano_ws, &rounds.nano_http),
+    );
+    if args.baseline.is_some() {
+        compare(
+            "in-process / baseline",
+            (&rounds.nano_ws, &rounds.nano_http),
+            (&rounds.base_ws, &rounds.base_http),
+        );
     }
 
     println!();
-    let mut series: Vec<(&str, &[Report])> =
-        vec![("nano WebSocket", &rounds.nano_ws), ("nano HTTP", &rounds.nano_http)];
+    let mut series: Vec<(&str, &[Report])> = vec![
+        ("in-process WebSocket", &rounds.nano_ws),
+        ("in-process HTTP", &rounds.nano_http),
+        ("process WebSocket", &rounds.proc_ws),
+        ("process HTTP", &rounds.proc_http),
+    ];
     if args.baseline.is_some() {
         series.extend([
             ("baseline WebSocket", &rounds.base_ws[..]),
