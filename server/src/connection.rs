@@ -254,12 +254,20 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         watched.request_started();
         let mut request: Request = request.map(Body::new);
-        request.extensions_mut().insert(ConnectionHandle(Arc::clone(&watched)));
+        // Only an event stream may need to close its connection: the
+        // handle is not inserted (an allocation) into other requests.
+        let streaming = request
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .is_some_and(|accept| accept.as_bytes().windows(17).any(|w| w == b"text/event-stream"));
+        if streaming {
+            request.extensions_mut().insert(ConnectionHandle(Arc::clone(&watched)));
+        }
         let done = ResponseDone(Arc::clone(&watched));
         let response = router.clone().oneshot(request);
         async move {
             let response = response.await?;
-            Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(CountedBody { body, _done: done })))
+            Ok::<_, std::convert::Infallible>(response.map(|body| CountedBody { body, _done: done }))
         }
     });
     let builder = auto::Builder::new(TokioExecutor::new());

@@ -103,7 +103,12 @@ impl Book {
             return Admission::Refused(pending, refusal);
         }
         let node_limit = limits.node_limit(uid);
-        let lane = self.lanes.entry(Arc::clone(uid)).or_default();
+        // Lanes stay once made (one per node uid that was ever served), so
+        // the common case neither clones the uid nor inserts.
+        if !self.lanes.contains_key(uid) {
+            self.lanes.insert(Arc::clone(uid), Lane::default());
+        }
+        let lane = self.lanes.get_mut(uid).expect("inserted above");
         if self.running < limits.max_concurrent && lane.running < node_limit && lane.waiting.is_empty() {
             self.accepted += 1;
             self.running += 1;
@@ -116,9 +121,6 @@ impl Book {
                 self.waiting_bytes >> 20,
                 limits.max_queued_bytes >> 20
             );
-            if lane.running == 0 && lane.waiting.is_empty() {
-                self.lanes.remove(uid);
-            }
             return Admission::Refused(pending, refusal);
         }
         self.accepted += 1;
@@ -142,8 +144,6 @@ impl Book {
             if !lane.waiting.is_empty() && !lane.ready && lane.running < limits.node_limit(uid) {
                 lane.ready = true;
                 self.ready.push_back(Arc::clone(uid));
-            } else if lane.running == 0 && lane.waiting.is_empty() {
-                self.lanes.remove(uid);
             }
         }
         self.take_ready(limits)

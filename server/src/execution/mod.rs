@@ -176,6 +176,11 @@ impl Shared {
     }
 }
 
+/// Hands one execution that was given a slot to its runtime.
+fn dispatch_one(pending: Pending) {
+    pending.runtime.execute(pending.job);
+}
+
 /// An admitted execution, until it concludes.
 struct Active {
     instance_id: String,
@@ -236,7 +241,7 @@ impl Executor {
             Admission::Now(pending) => {
                 book.active.insert(id, active);
                 drop(book);
-                shared.dispatch(vec![pending]);
+                dispatch_one(pending);
             }
             Admission::Waiting => {
                 book.active.insert(id, active);

@@ -90,11 +90,10 @@ struct InProcessLibrary {
 
 impl LibraryRuntime for InProcessLibrary {
     fn execute(&self, job: Job) {
-        let module = self.module;
-        let execution = Arc::clone(&job.execution);
-        if self.pool.submit(Box::new(move || run_job(module, job))).is_err() {
+        if let Err(Work::Node(_, job)) = self.pool.submit(Work::Node(self.module, job)) {
             // Only when every worker thread failed to start.
-            execution.reject(Failure::Internal, "no worker thread to run the node".to_owned());
+            job.execution
+                .reject(Failure::Internal, "no worker thread to run the node".to_owned());
         }
     }
 
@@ -109,8 +108,21 @@ impl LibraryRuntime for InProcessLibrary {
     }
 }
 
-/// One unit of work for the pool: a node run through to its end.
-pub(crate) type Work = Box<dyn FnOnce() + Send>;
+/// One unit of work for the pool: a node run through to its end. The
+/// in-process case is a plain value (no allocation per execution).
+pub(crate) enum Work {
+    Node(PluginModuleRef, Job),
+    Other(Box<dyn FnOnce() + Send>),
+}
+
+impl Work {
+    fn run(self) {
+        match self {
+            Self::Node(module, job) => run_job(module, job),
+            Self::Other(work) => work(),
+        }
+    }
+}
 
 /// How long a worker beyond the first ones waits for a job before it exits.
 const WORKER_KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -139,9 +151,12 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Hands `work` to a worker thread; `Err` only when no thread could start.
-    pub(crate) fn submit(&self, work: Work) -> Result<(), ()> {
-        self.jobs.send(work).map_err(drop)?;
+    /// Hands `work` to a worker thread; gives it back only when no thread
+    /// could start.
+    pub(crate) fn submit(&self, work: Work) -> Result<(), Work> {
+        self.jobs
+            .send(work)
+            .map_err(|crossbeam_channel::SendError(work)| work)?;
         self.watch();
         Ok(())
     }
@@ -200,7 +215,7 @@ impl Pool {
                             // Taking this job may leave others with no one to take them.
                             pool.watch();
                             drop(pool);
-                            work();
+                            work.run();
                             let Some(pool) = weak.upgrade() else { return };
                             pool.returned.fetch_add(1, Ordering::SeqCst);
                         }

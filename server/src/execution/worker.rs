@@ -22,7 +22,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use super::{
     ExecutionRequest, host,
-    pool::Pool,
+    pool::{self, Pool},
     wire::{self, ExecuteFrame, FromWorker, ToWorker},
 };
 use crate::{loader::Loader, lock};
@@ -125,7 +125,7 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
                 let aborted = Arc::new(AtomicBool::new(false));
                 lock(&running).insert(frame.id, Arc::clone(&aborted));
                 let (outbox, running) = (outbox.clone(), Arc::clone(&running));
-                let work = Box::new(move || {
+                let work = pool::Work::Other(Box::new(move || {
                     let id = frame.id;
                     let outcome = run_node(
                         module,
@@ -138,7 +138,7 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
                     );
                     lock(&running).remove(&id);
                     let _ = outbox.send(FromWorker::Done { id, outcome });
-                });
+                }));
                 if pool.submit(work).is_err() {
                     anyhow::bail!("no thread to run a node");
                 }
