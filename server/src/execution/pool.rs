@@ -152,7 +152,8 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Hands `work` to a worker thread; gives it back only when no thread
-    /// could start.
+    /// could start (a rare path: the size of the error does not matter).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn submit(&self, work: Work) -> Result<(), Work> {
         self.jobs
             .send(work)
