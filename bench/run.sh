@@ -20,8 +20,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -p nano-server -p nano-bench --bins \
-    -p simple_text_node -p complex_math_node -p progress_node -p swap_v1 -p swap_v2
+# Two commands: `--bins` would skip the plugins' libraries.
+cargo build --release -p nano-server -p nano-bench --bins
+cargo build --release -p simple_text_node -p complex_math_node -p progress_node -p swap_v1 -p swap_v2
 bash bench/peer/setup.sh
 cargo bench -p nano-bench --bench abi -- --noplot
 "$target/release/suite" --server "$target/release/nano-server" --floor "$target/release/floor" \
