@@ -47,8 +47,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     // Loading may wait on worker processes, which this runtime supervises.
     tokio::task::block_in_place(|| load_all(&mut reconciler, &registry, &config))?;
-    // Dropping the watcher (or the reconciler, when not watching) at the end
-    // of `serve` removes the private copies.
     let insecure_root = crate::loader::check_permissions(&config.nodes_path, &config.nodes_path).err();
     let _watcher = if config.auto_watch && insecure_root.is_some() && !config.allow_insecure_permissions {
         tracing::error!(

@@ -422,6 +422,7 @@ impl ProcessLibrary {
             }
             Err(Ok(())) => {
                 let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                remove_private_dir(pid);
                 let cause = match status {
                     Ok(Ok(status)) => short_cause(status),
                     _ => "unknown cause".to_owned(),
@@ -430,6 +431,8 @@ impl ProcessLibrary {
             }
             Err(Err(reason)) => {
                 let _ = child.start_kill();
+                let _ = child.wait().await;
+                remove_private_dir(pid);
                 match reason.strip_prefix("refused:") {
                     Some(reason) => Err(StartError::Refused(reason.to_owned())),
                     None => Err(StartError::Failed(reason)),
@@ -912,6 +915,7 @@ async fn supervise(library: Arc<ProcessLibrary>, worker: Arc<Worker>, mut io: Wo
     };
     worker.exited.store(true, Ordering::SeqCst);
     metrics::gauge!(metrics::WORKERS).decrement(1.0);
+    remove_private_dir(worker.pid);
     let ending = lock(&worker.ending).take();
     let (cause, crashed) = match (&ending, &status) {
         (Some((why, crashed)), _) => (why.clone(), *crashed),
@@ -957,6 +961,25 @@ async fn expect(
         Ok(Some(Ok(bytes))) => wire::decode::<FromWorker>(&bytes).map_err(|e| Err(format!("{what}: {e}"))),
         Ok(_) => Err(Ok(())),
         Err(_) => Err(Err(format!("the worker did not {what} within {timeout_ms} ms"))),
+    }
+}
+
+/// The start of the name of a worker's folder for its private copy.
+pub(crate) fn private_dir_prefix(pid: u32) -> String {
+    format!("nano-server-worker-{pid}-")
+}
+
+/// Removes what a dead worker left in the temporary folder (its private
+/// copy, when it died while loading).
+fn remove_private_dir(pid: u32) {
+    let prefix = private_dir_prefix(pid);
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

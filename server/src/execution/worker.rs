@@ -98,8 +98,12 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
     let Some(ToWorker::Load { path, bytes }) = next(&mut frames).await? else {
         anyhow::bail!("the server did not send a library");
     };
-    let loader = Loader::new()?;
-    let module = match loader.load_bytes(std::path::Path::new(&path), &bytes) {
+    // Named after this process, so the server can remove it if this worker
+    // dies while loading; gone once the library is mapped.
+    let loader = Loader::with_prefix(&super::process::private_dir_prefix(std::process::id()))?;
+    let loaded = loader.load_bytes(std::path::Path::new(&path), &bytes);
+    drop(loader);
+    let module = match loaded {
         Ok(loaded) => {
             let definitions: Vec<&serde_json::Value> = loaded.nodes.iter().map(|n| &n.definition).collect();
             let json = serde_json::to_string(&definitions)?;

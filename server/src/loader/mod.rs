@@ -13,7 +13,7 @@
 use std::{
     ffi::OsStr,
     fmt, fs,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -85,18 +85,32 @@ pub enum LoadError {
     Worker(String),
 }
 
-/// Loads libraries from private copies in a folder owned by the server,
-/// removed when the loader is dropped.
+/// Loads libraries from private copies, each in a folder of its own that
+/// exists only while the copy is being mapped: nothing is left on disk,
+/// even by a process that is killed (or crashes) later.
 pub struct Loader {
-    private_dir: tempfile::TempDir,
+    prefix: String,
     next_copy: AtomicU64,
+    /// Off Unix a mapped file cannot be deleted: its folder stays until the
+    /// loader is dropped.
+    #[cfg(not(unix))]
+    kept: std::sync::Mutex<Vec<tempfile::TempDir>>,
 }
 
 impl Loader {
     pub fn new() -> std::io::Result<Self> {
+        Self::with_prefix("nano-server-")
+    }
+
+    /// A loader whose private folders' names start with `prefix` (so
+    /// whoever knows it can remove what a process that crashed while
+    /// mapping a copy left behind).
+    pub fn with_prefix(prefix: &str) -> std::io::Result<Self> {
         Ok(Self {
-            private_dir: tempfile::Builder::new().prefix("nano-server-").tempdir()?,
+            prefix: prefix.to_owned(),
             next_copy: AtomicU64::new(0),
+            #[cfg(not(unix))]
+            kept: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -104,22 +118,20 @@ impl Loader {
     /// bytes copied and loaded, even if the file is rewritten meanwhile.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<LoadedModule, LoadError> {
         check_object_file(bytes)?;
-        let copy = self.private_copy(path, bytes)?;
-        let loaded = load_from(&copy);
-        // The mapping outlives the file on Unix, so the copy can go now; on
-        // other systems it stays until the private folder is removed at exit.
-        if cfg!(unix) {
-            let _ = fs::remove_file(&copy);
-        }
-        loaded
-    }
-
-    fn private_copy(&self, path: &Path, bytes: &[u8]) -> Result<PathBuf, LoadError> {
+        let folder = tempfile::Builder::new()
+            .prefix(&self.prefix)
+            .tempdir()
+            .map_err(LoadError::Copy)?;
         let n = self.next_copy.fetch_add(1, Ordering::Relaxed);
         let name = path.file_name().unwrap_or(OsStr::new("plugin"));
-        let copy = self.private_dir.path().join(format!("{n}-{}", name.to_string_lossy()));
+        let copy = folder.path().join(format!("{n}-{}", name.to_string_lossy()));
         fs::write(&copy, bytes).map_err(LoadError::Copy)?;
-        Ok(copy)
+        let loaded = load_from(&copy);
+        // The mapping outlives the file on Unix, so the copy (and its
+        // folder) can go now.
+        #[cfg(not(unix))]
+        crate::lock(&self.kept).push(folder);
+        loaded
     }
 }
 
