@@ -119,6 +119,39 @@ async fn a_flood_is_refused_at_once_and_memory_stays_bounded() {
 }
 
 #[tokio::test]
+async fn the_bytes_of_waiting_requests_are_bounded_too() {
+    let server = Server::start_with(
+        &with_test_nodes(),
+        "max_concurrent_executions = 1\nmax_queued_executions = 100\nmax_queued_bytes = 100000",
+    );
+    let mut client = Client::connect(&server).await;
+    let padding = "p".repeat(40_000);
+    // One runs; two wait (80 kB); a third would make 120 kB waiting.
+    for i in 0..4 {
+        client
+            .send(&request(
+                &format!("big-{i}"),
+                json!(1),
+                "test-stubborn",
+                json!({"padding": padding}),
+                json!({"ms": 300}),
+            ))
+            .await;
+    }
+    let refused = client.next_status("big-3", &json!(1)).await;
+    assert_eq!(refused["type"], "error");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("busy") && message.contains("max_queued_bytes"),
+        "{message}"
+    );
+    for i in 0..3 {
+        let statuses = client.statuses_until_final(&format!("big-{i}"), &json!(1)).await;
+        assert_eq!(final_status(&statuses)["type"], "complete", "{i}");
+    }
+}
+
+#[tokio::test]
 async fn a_node_at_its_limit_does_not_hold_back_the_others() {
     let server = Server::start_with(
         &with_test_nodes(),

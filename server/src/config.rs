@@ -527,6 +527,32 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_token() {
+        let config = load("server_uid = \"s\"\nauth_token = \"hunter2-secret\"", &[]).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("auth_token: \"<redacted>\""), "{shown}");
+    }
+
+    #[test]
+    fn isolation_and_node_limits_are_read() {
+        let config = load("server_uid = \"s\"", &[]).unwrap();
+        assert_eq!(config.isolation, Isolation::Process);
+        let config = load(
+            "server_uid = \"s\"\nisolation = \"in-process\"\n[nodes.gpu]\nmax_concurrent = 1",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.isolation, Isolation::InProcess);
+        assert_eq!(config.node_concurrency.get("gpu"), Some(&1));
+        let err = load("server_uid = \"s\"\n[nodes.gpu]\nmax_concurrent = 0", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nodes.gpu.max_concurrent"), "{err}");
+        assert!(load("server_uid = \"s\"\nisolation = \"threads\"", &[]).is_err());
+    }
+
+    #[test]
     fn limits_have_defaults_and_the_token_comes_from_env_first() {
         let config = load("server_uid = \"s\"", &[]).unwrap();
         assert_eq!(config.auth_token, None);

@@ -117,9 +117,9 @@ impl Book {
         }
         if self.waiting_bytes + pending.bytes > limits.max_queued_bytes {
             let refusal = format!(
-                "the server is busy: {} MiB of requests are waiting (max_queued_bytes = {} MiB); try again later",
-                self.waiting_bytes >> 20,
-                limits.max_queued_bytes >> 20
+                "the server is busy: {} KiB of requests are waiting (max_queued_bytes = {} KiB); try again later",
+                self.waiting_bytes >> 10,
+                limits.max_queued_bytes >> 10
             );
             return Admission::Refused(pending, refusal);
         }
@@ -210,5 +210,23 @@ impl Book {
     /// Executions waiting for a slot now.
     pub fn waiting(&self) -> usize {
         self.waiting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_limit_is_between_one_and_the_global_limit() {
+        let limits = AdmissionLimits {
+            max_concurrent: 4,
+            max_queued: 10,
+            max_queued_bytes: 1 << 20,
+            per_node: [("gpu".to_owned(), 1), ("wide".to_owned(), 64)].into_iter().collect(),
+        };
+        assert_eq!(limits.node_limit("gpu"), 1);
+        assert_eq!(limits.node_limit("wide"), 4, "never above max_concurrent_executions");
+        assert_eq!(limits.node_limit("other"), 4);
     }
 }
