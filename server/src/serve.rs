@@ -129,11 +129,6 @@ pub(crate) fn backend(config: &Config, registry: &NodeRegistry) -> anyhow::Resul
                 .context("cannot create the folder for private library copies")?,
         ),
         Isolation::Process => {
-            if cfg!(not(unix)) {
-                anyhow::bail!(
-                    "isolation = \"process\" is not available on this platform; set isolation = \"in-process\""
-                );
-            }
             let backend = ProcessBackend::new(process_settings(config), tokio::runtime::Handle::current());
             let registry = registry.clone();
             backend.on_failed(Box::new(move |runtime| registry.withdraw(runtime)));

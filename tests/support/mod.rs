@@ -721,6 +721,18 @@ impl Client {
         &self.backlog
     }
 
+    /// Reads until the server's close frame; its code (fails the test if
+    /// the connection ends without one).
+    pub async fn close_code(&mut self) -> tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode {
+        loop {
+            match self.next_message().await {
+                Some(Message::Close(Some(frame))) => return frame.code,
+                Some(Message::Close(None)) | None => panic!("closed without a close frame"),
+                Some(_) => continue,
+            }
+        }
+    }
+
     /// The raw WebSocket, for tests that read and write on their own.
     pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>> {
         self.ws

@@ -5,15 +5,13 @@
 //! The executor owns admission, abort flags, timeouts and the order of
 //! statuses; a runtime owns a library's whole life after loading: running
 //! its nodes, its shutdown hook, and what happens when it is no longer
-//! served. A runtime reports through each job's [`Execution`]: `begin` when
+//! served. A runtime reports through each job's [`Execution`](super::Execution): `begin` when
 //! the node starts, `end` when it returned (or failed as a whole), from any
 //! thread and at any time, so an execution may outlive the thread that
 //! started it and one failure may end several executions at once.
 
 use std::{path::Path, sync::Arc};
 
-#[allow(unused_imports)] // for the docs
-use super::Execution;
 use super::Job;
 use crate::loader::{LoadError, NodeInfo};
 

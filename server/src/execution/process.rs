@@ -223,6 +223,17 @@ struct LibraryState {
     successor: Option<Arc<dyn LibraryRuntime>>,
 }
 
+impl LibraryState {
+    /// The executions that waited for a worker, in arrival order.
+    fn take_waiting(&mut self) -> Vec<Job> {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        std::mem::take(&mut self.order)
+            .into_iter()
+            .filter_map(|id| waiting.remove(&id))
+            .collect()
+    }
+}
+
 impl ProcessLibrary {
     fn arc(&self) -> Arc<ProcessLibrary> {
         self.me.upgrade().expect("a library is alive while its methods run")
@@ -256,12 +267,7 @@ impl ProcessLibrary {
         let waiting = {
             let mut state = lock(&self.state);
             state.successor = Some(Arc::clone(&new));
-            let order = std::mem::take(&mut state.order);
-            let mut waiting = std::mem::take(&mut state.waiting);
-            order
-                .into_iter()
-                .filter_map(|id| waiting.remove(&id))
-                .collect::<Vec<_>>()
+            state.take_waiting()
         };
         for job in waiting {
             new.execute(job);
@@ -307,12 +313,7 @@ impl ProcessLibrary {
             state.restarting = false;
             state.load_crashes = 0;
             state.up_since = Some(Instant::now());
-            let order = std::mem::take(&mut state.order);
-            let mut waiting = std::mem::take(&mut state.waiting);
-            order
-                .into_iter()
-                .filter_map(|id| waiting.remove(&id))
-                .collect::<Vec<_>>()
+            state.take_waiting()
         };
         self.runtime.spawn(supervise(self.arc(), Arc::clone(&worker), io));
         for job in waiting {
