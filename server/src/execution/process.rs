@@ -614,7 +614,11 @@ impl LibraryRuntime for ProcessLibrary {
         }
         match answer.recv_timeout(Duration::from_secs(2)) {
             Ok(outcome) => outcome,
-            Err(_) => {
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Err(format!(
+                "{}: the worker exited before reporting its shutdown hook",
+                self.label
+            ))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 worker.end(Some(("its shutdown hook did not finish in time".to_owned(), false)));
                 Some(Err(format!("{}: the shutdown hook did not finish in time", self.label)))
             }
@@ -895,7 +899,19 @@ async fn supervise(library: Arc<ProcessLibrary>, worker: Arc<Worker>, mut io: Wo
                 }
                 None => break io.child.wait().await,
             },
-            status = io.child.wait() => break status,
+            status = io.child.wait() => {
+                // Gone, but what it wrote just before exiting (a result, its
+                // shutdown hook's outcome) may still be unread: read it all.
+                let rest = async {
+                    while let Some(Ok(bytes)) = io.frames.next().await {
+                        if worker.on_frame(&bytes).is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), rest).await;
+                break status;
+            }
             () = worker.kill.notified() => {
                 let _ = io.child.start_kill();
             }
@@ -915,6 +931,8 @@ async fn supervise(library: Arc<ProcessLibrary>, worker: Arc<Worker>, mut io: Wo
         }
     };
     worker.exited.store(true, Ordering::SeqCst);
+    // Nothing more can come: a shutdown hook still awaited never reports.
+    drop(lock(&worker.shutdown_reply).take());
     metrics::gauge!(metrics::WORKERS).decrement(1.0);
     remove_private_dir(worker.pid);
     let ending = lock(&worker.ending).take();
