@@ -161,6 +161,9 @@ pub struct Progress {
 pub(crate) trait Host {
     fn send_status(&self, status_json: &str);
     fn is_aborted(&self) -> bool;
+    /// A host service call (see [`crate::services`]): JSON and bytes in,
+    /// JSON and bytes out, or a JSON `Failure`.
+    fn call(&self, request: &str, body: &[u8]) -> Result<(String, Vec<u8>), String>;
 }
 
 /// Everything a node gets for one execution.
@@ -292,6 +295,16 @@ impl<'a> Context<'a> {
         } else {
             Ok(())
         }
+    }
+
+    /// NanoCore's assets: resolve, stream, download, upload, list.
+    pub fn assets(&self) -> crate::services::Assets<'a> {
+        crate::services::Assets::new(self.host)
+    }
+
+    /// NanoCore's resources: allocate and free.
+    pub fn resources(&self) -> crate::services::Resources<'a> {
+        crate::services::Resources::new(self.host)
     }
 
     /// The workflow instance id.

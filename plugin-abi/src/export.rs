@@ -131,6 +131,14 @@ impl Host for FfiHost<'_, '_> {
     fn is_aborted(&self) -> bool {
         self.0.is_aborted()
     }
+
+    fn call(&self, request: &str, body: &[u8]) -> Result<(String, Vec<u8>), String> {
+        self.0
+            .host_call(request.into(), body.into())
+            .into_result()
+            .map(|answer| (answer.json.into_string(), answer.bytes.into_vec()))
+            .map_err(RString::into_string)
+    }
 }
 
 /// Exports nodes from a plugin library. Use it once per crate, listing every

@@ -14,7 +14,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::{RRef, VersionStrings},
-    std_types::{RResult, RStr, RString},
+    std_types::{RResult, RSlice, RStr, RString, RVec},
 };
 
 /// One execution request, as handed from the host to a plugin.
@@ -42,6 +42,24 @@ pub trait HostCallbacks: Sync {
     /// True once the execution has been aborted (stop, disconnect, shutdown).
     #[sabi(last_prefix_field)]
     fn is_aborted(&self) -> bool;
+
+    /// Since 0.1.2: one call to a host service (NanoCore's assets and
+    /// resources). `request` is a JSON [`crate::services::wire::Call`],
+    /// `body` its bytes (an upload's data); the answer is JSON and bytes, or
+    /// a JSON [`crate::services::wire::Failure`]. Hosts built against 0.1.1
+    /// lack it: abi_stable then calls this default, an `unsupported` error.
+    fn host_call(&self, request: RStr<'_>, body: RSlice<'_, u8>) -> RResult<HostAnswer, RString> {
+        let _ = (request, body);
+        RResult::RErr(crate::services::unsupported().into())
+    }
+}
+
+/// What a host service call answered: JSON, and bytes (a download's chunk).
+#[repr(C)]
+#[derive(StableAbi, Debug, Default)]
+pub struct HostAnswer {
+    pub json: RString,
+    pub bytes: RVec<u8>,
 }
 
 /// The host callbacks as passed across the boundary.

@@ -70,6 +70,7 @@ pub mod export;
 // sabi_trait generates impls inside a const block; a known false alarm.
 #[allow(non_local_definitions)]
 pub mod ffi;
+pub mod services;
 pub mod testing;
 
 pub use context::{Context, NodeError, NodeResult, NodeStatus, Outputs, Progress, StatusKind};
@@ -100,6 +101,7 @@ pub trait Node: Send + Sync + 'static {
 /// Everything a node implementation needs, for `use nano_plugin_abi::prelude::*`.
 pub mod prelude {
     pub use crate::{Context, Node, NodeDefinition, NodeError, NodeResult, Outputs, Parameter, Port};
+    pub use crate::services::{AssetInfo, Resource, Upload};
 }
 
 #[doc(hidden)]
