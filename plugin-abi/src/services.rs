@@ -230,10 +230,11 @@ impl<'a> Assets<'a> {
         Self { host }
     }
 
-    /// The whole content of asset `hash`, in memory.
+    /// The whole content of asset `hash`, in memory (fetched in chunks).
     pub fn resolve(&self, hash: &str) -> Result<Vec<u8>, ServiceError> {
-        check_hash(hash)?;
-        let (_, bytes) = call(self.host, &wire::Call::Resolve { hash: hash.into() }, &[])?;
+        let mut reader = self.open(hash)?;
+        let mut bytes = Vec::with_capacity(reader.size().unwrap_or(0).min(1 << 30) as usize);
+        reader.read_to_end(&mut bytes).map_err(|e| unwrap_io(Path::new(hash), e))?;
         Ok(bytes)
     }
 
@@ -293,9 +294,18 @@ impl<'a> Assets<'a> {
         Ok(url.url)
     }
 
-    /// Stores `bytes` as an asset.
+    /// Stores `bytes` as an asset (sent in chunks when large).
     pub fn upload(&self, bytes: &[u8], options: &Upload) -> Result<AssetInfo, ServiceError> {
-        answer(call(self.host, &wire::Call::Upload(options.clone()), bytes)?)
+        if bytes.len() <= CHUNK_BYTES {
+            return answer(call(self.host, &wire::Call::Upload(options.clone()), bytes)?);
+        }
+        let mut rest = bytes;
+        self.upload_chunks(options.clone(), bytes.len() as u64, |chunk| {
+            let (head, tail) = rest.split_at(rest.len().min(chunk.len()));
+            chunk[..head.len()].copy_from_slice(head);
+            rest = tail;
+            Ok(head.len())
+        })
     }
 
     /// Stores the file at `path` as an asset, sent in chunks (its file name
@@ -308,6 +318,22 @@ impl<'a> Assets<'a> {
         if options.filename.is_none() {
             options.filename = path.file_name().map(|n| n.to_string_lossy().into_owned());
         }
+        self.upload_chunks(options, size, |chunk| loop {
+            match file.read(chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                read => return read.map_err(|e| local(path, e)),
+            }
+        })
+    }
+
+    /// Uploads `size` bytes that `fill` hands over chunk by chunk (0 at
+    /// the end), each sent as it comes.
+    fn upload_chunks(
+        &self,
+        options: Upload,
+        size: u64,
+        mut fill: impl FnMut(&mut [u8]) -> Result<usize, ServiceError>,
+    ) -> Result<AssetInfo, ServiceError> {
         let begun: wire::Begun = answer(call(
             self.host,
             &wire::Call::UploadBegin {
@@ -318,19 +344,24 @@ impl<'a> Assets<'a> {
         )?)?;
         let upload = begun.upload;
         let mut chunk = vec![0; CHUNK_BYTES];
-        let sent = (|| loop {
+        let mut sent = 0u64;
+        let outcome = loop {
             if self.host.is_aborted() {
-                return Err(ServiceError::new(ErrorKind::Aborted, "Execution aborted"));
+                break Err(ServiceError::new(ErrorKind::Aborted, "Execution aborted"));
             }
-            let n = match file.read(&mut chunk) {
-                Ok(0) => return Ok(()),
+            let want = (size - sent).min(CHUNK_BYTES as u64) as usize;
+            let n = match fill(&mut chunk[..want]) {
+                Ok(0) if sent == size => break Ok(()),
+                Ok(0) => break Err(ServiceError::new(ErrorKind::Other, "the content ended before its size")),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(local(path, e)),
+                Err(err) => break Err(err),
             };
-            call(self.host, &wire::Call::UploadWrite { upload }, &chunk[..n])?;
-        })();
-        match sent {
+            if let Err(err) = call(self.host, &wire::Call::UploadWrite { upload }, &chunk[..n]) {
+                break Err(err);
+            }
+            sent += n as u64;
+        };
+        match outcome {
             Ok(()) => answer(call(self.host, &wire::Call::UploadFinish { upload }, &[])?),
             Err(err) => {
                 let _ = call(self.host, &wire::Call::UploadCancel { upload }, &[]);
@@ -486,8 +517,6 @@ pub mod wire {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "op", rename_all = "snake_case")]
     pub enum Call {
-        /// Answers the bytes.
-        Resolve { hash: String },
         /// Answers [`Opened`].
         Open { hash: String },
         /// Answers up to `max` bytes of the stream; none at its end.
@@ -522,7 +551,6 @@ pub mod wire {
         /// The operation's name, for logs and errors.
         pub fn name(&self) -> &'static str {
             match self {
-                Call::Resolve { .. } => "resolve",
                 Call::Open { .. } => "open",
                 Call::Read { .. } => "read",
                 Call::Close { .. } => "close",
@@ -619,6 +647,7 @@ mod tests {
                     .with("read", read.len())
                     .with("size", size)
                     .with("same", read == ctx.assets().resolve(&hash)?)
+                    .with("again", ctx.assets().upload(&read, &Upload::new())?.hash == hash)
                     .with("uploaded", uploaded))
             }
         })
@@ -627,6 +656,7 @@ mod tests {
         assert_eq!(out.get("read"), Some(&json!([content.len()])));
         assert_eq!(out.get("size"), Some(&json!([content.len()])));
         assert_eq!(out.get("same"), Some(&json!([true])));
+        assert_eq!(out.get("again"), Some(&json!([true])));
         let uploaded: AssetInfo = serde_json::from_value(out.get("uploaded").unwrap()[0].clone()).unwrap();
         assert_eq!(uploaded.hash, hash);
         assert!(uploaded.already_exists);

@@ -235,10 +235,6 @@ impl AssetStore {
         let json = |value: Value| Ok((value.to_string(), Vec::new()));
         let not_found = |hash: &str| failure(ErrorKind::NotFound, format!("asset not found: {hash}"));
         match call {
-            Call::Resolve { hash } => match store.assets.get(&hash) {
-                Some((_, bytes)) => Ok((String::from("{}"), bytes.to_vec())),
-                None => Err(not_found(&hash)),
-            },
             Call::Open { hash } => {
                 let bytes = match store.assets.get(&hash) {
                     Some((_, bytes)) => Arc::clone(bytes),
