@@ -50,6 +50,7 @@ fn lib(dir: &Path, stem: &str) -> PathBuf {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
         bail!("usage: soak <nano-server> <seconds> <dir with the built plugin libraries>");

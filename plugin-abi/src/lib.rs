@@ -100,8 +100,8 @@ pub trait Node: Send + Sync + 'static {
 
 /// Everything a node implementation needs, for `use nano_plugin_abi::prelude::*`.
 pub mod prelude {
-    pub use crate::{Context, Node, NodeDefinition, NodeError, NodeResult, Outputs, Parameter, Port};
     pub use crate::services::{AssetInfo, Resource, Upload};
+    pub use crate::{Context, Node, NodeDefinition, NodeError, NodeResult, Outputs, Parameter, Port};
 }
 
 #[doc(hidden)]

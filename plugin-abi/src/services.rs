@@ -38,7 +38,7 @@ use serde_json::Value;
 use crate::context::{Host, NodeError};
 
 /// Largest chunk one read of an asset stream or one upload write carries.
-pub const CHUNK_BYTES: usize = 1 << 20;
+pub const CHUNK_BYTES: usize = 256 << 10;
 
 /// What went wrong with a host service call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +234,9 @@ impl<'a> Assets<'a> {
     pub fn resolve(&self, hash: &str) -> Result<Vec<u8>, ServiceError> {
         let mut reader = self.open(hash)?;
         let mut bytes = Vec::with_capacity(reader.size().unwrap_or(0).min(1 << 30) as usize);
-        reader.read_to_end(&mut bytes).map_err(|e| unwrap_io(Path::new(hash), e))?;
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| unwrap_io(Path::new(hash), e))?;
         Ok(bytes)
     }
 
@@ -318,10 +320,12 @@ impl<'a> Assets<'a> {
         if options.filename.is_none() {
             options.filename = path.file_name().map(|n| n.to_string_lossy().into_owned());
         }
-        self.upload_chunks(options, size, |chunk| loop {
-            match file.read(chunk) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                read => return read.map_err(|e| local(path, e)),
+        self.upload_chunks(options, size, |chunk| {
+            loop {
+                match file.read(chunk) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    read => return read.map_err(|e| local(path, e)),
+                }
             }
         })
     }
@@ -489,8 +493,12 @@ fn call(host: &dyn Host, request: &wire::Call, body: &[u8]) -> Result<(String, V
 }
 
 fn answer<T: DeserializeOwned>((json, _): (String, Vec<u8>)) -> Result<T, ServiceError> {
-    serde_json::from_str(&json)
-        .map_err(|e| ServiceError::new(ErrorKind::Other, format!("unexpected answer from the server ({e}): {json}")))
+    serde_json::from_str(&json).map_err(|e| {
+        ServiceError::new(
+            ErrorKind::Other,
+            format!("unexpected answer from the server ({e}): {json}"),
+        )
+    })
 }
 
 fn local(path: &Path, err: io::Error) -> ServiceError {
@@ -518,27 +526,49 @@ pub mod wire {
     #[serde(tag = "op", rename_all = "snake_case")]
     pub enum Call {
         /// Answers [`Opened`].
-        Open { hash: String },
+        Open {
+            hash: String,
+        },
         /// Answers up to `max` bytes of the stream; none at its end.
-        Read { stream: u64, max: u32 },
-        Close { stream: u64 },
+        Read {
+            stream: u64,
+            max: u32,
+        },
+        Close {
+            stream: u64,
+        },
         /// Answers [`Exists`].
-        Exists { hash: String },
+        Exists {
+            hash: String,
+        },
         /// Answers a list of assets.
         List(AssetFilter),
         /// Answers a presigned URL.
-        Presigned { hash: String },
+        Presigned {
+            hash: String,
+        },
         /// Answers [`Url`].
-        DownloadUrl { hash: String },
+        DownloadUrl {
+            hash: String,
+        },
         /// The body is the content; answers the asset.
         Upload(Upload),
         /// Answers [`Begun`].
-        UploadBegin { upload: Upload, size: Option<u64> },
+        UploadBegin {
+            upload: Upload,
+            size: Option<u64>,
+        },
         /// The body is the next chunk.
-        UploadWrite { upload: u64 },
+        UploadWrite {
+            upload: u64,
+        },
         /// Answers the asset.
-        UploadFinish { upload: u64 },
-        UploadCancel { upload: u64 },
+        UploadFinish {
+            upload: u64,
+        },
+        UploadCancel {
+            upload: u64,
+        },
         /// Answers [`Allocated`].
         Allocate(Resource),
         Free {
@@ -642,7 +672,9 @@ mod tests {
                 let mut read = Vec::new();
                 reader.read_to_end(&mut read).map_err(NodeError::new)?;
                 let size = ctx.assets().download_to(&hash, dir.join("copy.bin"))?;
-                let uploaded = ctx.assets().upload_file(dir.join("copy.bin"), &Upload::new().kind("blob"))?;
+                let uploaded = ctx
+                    .assets()
+                    .upload_file(dir.join("copy.bin"), &Upload::new().kind("blob"))?;
                 Ok(Outputs::new()
                     .with("read", read.len())
                     .with("size", size)
@@ -666,12 +698,22 @@ mod tests {
     #[test]
     fn hashes_are_checked_before_any_call_and_errors_read_well() {
         let store = AssetStore::new();
-        let err = with_ctx(&store, |ctx| ctx.assets().exists("sha256:abc").map(|_| Outputs::new()).map_err(Into::into))
-            .unwrap_err();
+        let err = with_ctx(&store, |ctx| {
+            ctx.assets()
+                .exists("sha256:abc")
+                .map(|_| Outputs::new())
+                .map_err(Into::into)
+        })
+        .unwrap_err();
         assert!(err.message().starts_with("not an asset id"), "{err}");
         let unknown = format!("sha256:{}", "ab".repeat(32));
-        let err = with_ctx(&store, move |ctx| ctx.assets().resolve(&unknown).map(|_| Outputs::new()).map_err(Into::into))
-            .unwrap_err();
+        let err = with_ctx(&store, move |ctx| {
+            ctx.assets()
+                .resolve(&unknown)
+                .map(|_| Outputs::new())
+                .map_err(Into::into)
+        })
+        .unwrap_err();
         assert_eq!(err.message(), format!("asset not found: sha256:{}", "ab".repeat(32)));
     }
 

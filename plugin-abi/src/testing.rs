@@ -221,7 +221,11 @@ impl AssetStore {
 
     /// Every stored asset.
     pub fn assets(&self) -> Vec<AssetInfo> {
-        lock(&self.inner).assets.values().map(|(info, _)| info.clone()).collect()
+        lock(&self.inner)
+            .assets
+            .values()
+            .map(|(info, _)| info.clone())
+            .collect()
     }
 
     /// The resources allocated and not freed.

@@ -8,6 +8,7 @@ use crate::{
     config::{Config, Isolation, Overrides},
     execution::{Backend, InProcess, ProcessBackend},
     loader::NodeInfo,
+    nanocore::Services,
     reconcile::Reconciler,
     registry::NodeRegistry,
 };
@@ -19,14 +20,17 @@ fn command_backend(
     settings: impl FnOnce() -> crate::execution::ProcessSettings,
 ) -> Result<(Arc<dyn Backend>, Option<tokio::runtime::Runtime>), String> {
     match isolation {
-        Isolation::InProcess => Ok((Arc::new(InProcess::new(1).map_err(|e| e.to_string())?), None)),
+        Isolation::InProcess => Ok((
+            Arc::new(InProcess::new(1, &settings().root, None).map_err(|e| e.to_string())?),
+            None,
+        )),
         Isolation::Process => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let backend = ProcessBackend::new(settings(), runtime.handle().clone());
+            let backend = ProcessBackend::new(settings(), runtime.handle().clone(), Services::disabled());
             Ok((Arc::new(backend), Some(runtime)))
         }
     }

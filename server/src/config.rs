@@ -164,6 +164,9 @@ pub struct Config {
     /// When set, every route but `/healthz` and `/readyz` (and the
     /// WebSocket) needs `Authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// `NANOCORE_TOKEN`: the bearer token for NanoCore's API (assets,
+    /// resources). Only the server holds it; workers never see it.
+    pub nanocore_token: Option<String>,
     /// Executions that may wait for a slot; beyond, new ones are refused.
     pub max_queued_executions: usize,
     /// Largest WebSocket message accepted (close 1009 beyond).
@@ -222,6 +225,7 @@ impl std::fmt::Debug for Config {
             .field("execution_timeout", &self.execution_timeout)
             .field("build_sources", &self.build_sources)
             .field("auth_token", &redacted(self.auth_token.as_deref()))
+            .field("nanocore_token", &redacted(self.nanocore_token.as_deref()))
             .field("max_queued_executions", &self.max_queued_executions)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_connections", &self.max_connections)
@@ -358,6 +362,7 @@ impl Config {
             auth_token: env("NANO_SERVER_TOKEN")
                 .or(parsed.auth_token)
                 .filter(|token| !token.is_empty()),
+            nanocore_token: env("NANOCORE_TOKEN").filter(|token| !token.is_empty()),
             max_queued_executions: parsed.max_queued_executions.unwrap_or(1024),
             max_message_bytes: parsed.max_message_bytes.unwrap_or(16 * 1024 * 1024),
             max_connections: parsed.max_connections.unwrap_or(1024),

@@ -21,6 +21,7 @@ mod execution;
 mod http;
 pub mod loader;
 mod metrics;
+mod nanocore;
 pub mod protocol;
 mod reconcile;
 mod registry;

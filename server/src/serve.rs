@@ -12,6 +12,7 @@ use crate::{
     connection::{self, ConnectionLimits},
     execution::{AdmissionLimits, Backend, Executor, InProcess, ProcessBackend, ProcessSettings},
     http,
+    nanocore::Services,
     reconcile::Reconciler,
     registry::NodeRegistry,
     state::{Limits, ServerState},
@@ -33,7 +34,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
     let registry = NodeRegistry::new();
-    let backend = backend(&config, &registry)?;
+    let services = Arc::new(
+        Services::new(
+            &config.identity.nanocore_http_endpoint,
+            config.nanocore_token.clone(),
+            &config.identity.server_uid,
+        )
+        .context("cannot create the HTTP client for NanoCore")?,
+    );
+    let backend = backend(&config, &registry, &services)?;
     tracing::info!(isolation = config.isolation.as_str(), "plugin isolation");
     let mut reconciler = Reconciler::new(backend, registry.clone(), config.nodes_path.clone())
         .allow_insecure_permissions(config.allow_insecure_permissions);
@@ -113,7 +122,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         http::router(state.clone()),
         connection_limits,
-        drain_on_signal(state, config.shutdown_grace),
+        drain_on_signal(state, config.shutdown_grace, services),
     )
     .await?;
     tracing::info!("stopped");
@@ -122,14 +131,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// The backend `config.isolation` asks for. In process mode, a library that
 /// fails for good is withdrawn from `registry`.
-pub(crate) fn backend(config: &Config, registry: &NodeRegistry) -> anyhow::Result<Arc<dyn Backend>> {
+pub(crate) fn backend(
+    config: &Config,
+    registry: &NodeRegistry,
+    services: &Arc<Services>,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    let runtime = tokio::runtime::Handle::current();
     Ok(match config.isolation {
         Isolation::InProcess => Arc::new(
-            InProcess::new(config.max_concurrent_executions)
-                .context("cannot create the folder for private library copies")?,
+            InProcess::new(
+                config.max_concurrent_executions,
+                &config.nodes_path,
+                Some((Arc::clone(services), runtime)),
+            )
+            .context("cannot create the folder for private library copies")?,
         ),
         Isolation::Process => {
-            let backend = ProcessBackend::new(process_settings(config), tokio::runtime::Handle::current());
+            let backend = ProcessBackend::new(process_settings(config), runtime, Arc::clone(services));
             let registry = registry.clone();
             backend.on_failed(Box::new(move |runtime| registry.withdraw(runtime)));
             Arc::new(backend)
@@ -187,7 +205,7 @@ const SHUTDOWN_HOOKS_BUDGET: std::time::Duration = std::time::Duration::from_sec
 /// `shutdown_grace`; the rest are aborted with an error status; WebSockets
 /// get their last statuses and a close frame; then every loaded library's
 /// shutdown hook runs.
-async fn drain_on_signal(state: ServerState, grace: std::time::Duration) {
+async fn drain_on_signal(state: ServerState, grace: std::time::Duration, services: Arc<Services>) {
     shutdown_signal().await;
     state.begin_shutdown();
     let in_flight = state.executor.active_count();
@@ -213,6 +231,9 @@ async fn drain_on_signal(state: ServerState, grace: std::time::Duration) {
     let hooks = tokio::task::spawn_blocking(move || registry.run_shutdown_hooks(SHUTDOWN_HOOKS_BUDGET))
         .await
         .unwrap_or_default();
+    // After the hooks, which may free their own: what nodes left allocated
+    // at NanoCore is freed for them.
+    services.end_all().await;
     tracing::info!(
         finished = in_flight.saturating_sub(aborted),
         aborted,

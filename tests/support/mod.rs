@@ -39,6 +39,8 @@ const PLUGIN_CRATES: &[&str] = &[
     "simple_text_node",
     "complex_math_node",
     "progress_node",
+    "image_resize_node",
+    "asset_digest_node",
     "test_plugin",
     "init_panic_plugin",
     "not_a_plugin",
@@ -163,6 +165,29 @@ pub fn fault_plugin() -> PathBuf {
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ))
+}
+
+/// The server's reqwest is built with rustls and no provider of its own
+/// (it uses ring), and features are shared with the tests' reqwest: every
+/// client in a test process needs the provider installed first. Every test
+/// starts a server before it makes a request, so [`Server`] does it.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Field `field` (e.g. `VmRSS:`) of `/proc/<pid>/status`, in KiB; 0 when
+/// the process is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The library built against nano-plugin-abi 0.1.0, before `shutdown`.
@@ -324,8 +349,18 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Like [`start_with`](Self::start_with), with extra environment
+    /// variables (inherited by its workers).
+    pub fn start_env(nodes: &NodesDir, extra_config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full(nodes, extra_config, "info", env)
+    }
+
     /// Like [`start_with`](Self::start_with), with a `RUST_LOG` filter.
     pub fn start_logging(nodes: &NodesDir, extra_config: &str, rust_log: &str) -> Self {
+        Self::start_full(nodes, extra_config, rust_log, &[])
+    }
+
+    fn start_full(nodes: &NodesDir, extra_config: &str, rust_log: &str, env: &[(&str, &str)]) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("config.toml");
         std::fs::write(
@@ -343,10 +378,31 @@ impl Server {
             .arg("--nodes-path")
             .arg(nodes.path())
             .env("RUST_LOG", rust_log);
+        for (name, value) in env {
+            command.env(name, value);
+        }
         Self::spawn(command, config_dir, PATIENCE)
     }
 
+    /// Sets the peak resident memory (`VmHWM`) of the server and its
+    /// workers back to what they hold now, so a later peak is a growth.
+    pub fn reset_peak_rss(&self) {
+        for pid in std::iter::once(self.child.id()).chain(self.workers().into_iter().map(|(pid, _)| pid)) {
+            std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+        }
+    }
+
+    /// Peak resident memory of the server and its workers together since
+    /// [`reset_peak_rss`](Self::reset_peak_rss), in KiB.
+    pub fn total_peak_rss_kib(&self) -> u64 {
+        std::iter::once(self.child.id())
+            .chain(self.workers().into_iter().map(|(pid, _)| pid))
+            .map(|pid| proc_status_kib(pid, "VmHWM:"))
+            .sum()
+    }
+
     fn spawn(mut command: Command, config_dir: tempfile::TempDir, patience: Duration) -> Self {
+        install_tls_provider();
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -16,7 +16,7 @@
 //! HTTP throughput.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         Arc, Condvar, Mutex, Weak,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -26,31 +26,45 @@ use std::{
 
 use nano_plugin_abi::ffi::PluginModuleRef;
 
-use super::{Backend, Failure, HookOutcome, Job, LibraryRuntime, Loaded, host};
+use super::{
+    Backend, Failure, HookOutcome, Job, LibraryRuntime, Loaded,
+    host::{self, HostServices, InProcessHost, VersionInfo},
+};
 use crate::{
     loader::{LoadError, Loader},
     lock,
+    nanocore::Services,
 };
 
 /// The in-process [`Backend`]: one thread pool for every library.
 pub struct InProcess {
     loader: Loader,
     pool: Arc<Pool>,
+    services: Option<Arc<HostServices>>,
+    /// `nodes_path`: libraries are named relative to it in logs.
+    root: PathBuf,
 }
 
 impl InProcess {
-    /// A backend running at most `max_threads` nodes at once.
-    pub fn new(max_threads: usize) -> std::io::Result<Self> {
+    /// A backend running at most `max_threads` nodes at once, answering
+    /// NanoCore calls with `services` on `runtime` (none: such calls fail).
+    pub fn new(
+        max_threads: usize,
+        root: &Path,
+        services: Option<(Arc<Services>, tokio::runtime::Handle)>,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             loader: Loader::new()?,
             pool: Pool::start(max_threads),
+            services: services.map(|(services, runtime)| Arc::new(HostServices { services, runtime })),
+            root: root.to_owned(),
         })
     }
 }
 
-/// Runs `node_index` of `module` for `job` on this thread, through to its
+/// Runs `node_index` of `version` for `job` on this thread, through to its
 /// final status (the in-process backend's unit of work).
-fn run_job(module: PluginModuleRef, job: Job) {
+fn run_job(version: &Version, job: Job) {
     let Job {
         node_index,
         request,
@@ -60,21 +74,37 @@ fn run_job(module: PluginModuleRef, job: Job) {
     let Some(running) = execution.begin() else { return };
     // Plugins catch their own panics; this guards the host's side, so a
     // worker never dies with an execution left unanswered.
+    let host = InProcessHost {
+        execution: &execution,
+        services: version.services.as_deref(),
+        version: &version.info,
+        called: AtomicBool::new(false),
+    };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        host::call_node(module, node_index, &request, &*execution)
+        host::call_node(version.module, node_index, &request, &host)
     }))
     .unwrap_or_else(|_| Err("internal error while running the node".to_owned()));
+    host.finish();
     execution.end(running, outcome.map_err(|message| (Failure::Node, message)));
 }
 
 impl Backend for InProcess {
     fn load(&self, path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
         let module = self.loader.load_bytes(path, bytes)?;
+        let label = path.strip_prefix(&self.root).unwrap_or(path).display().to_string();
+        let info = VersionInfo {
+            id: self.services.as_ref().map_or(0, |host| host.services.version_id()),
+            label: label.into(),
+        };
         Ok(Loaded {
             abi_version: module.abi_version,
             nodes: module.nodes,
             runtime: Arc::new(InProcessLibrary {
-                module: module.module,
+                version: Arc::new(Version {
+                    module: module.module,
+                    services: self.services.clone(),
+                    info,
+                }),
                 pool: Arc::clone(&self.pool),
             }),
         })
@@ -84,13 +114,20 @@ impl Backend for InProcess {
 /// One library version mapped into this process. It is never unmapped (see
 /// [`crate::loader`]), so its shutdown hook is owed even after a swap.
 struct InProcessLibrary {
-    module: PluginModuleRef,
+    version: Arc<Version>,
     pool: Arc<Pool>,
+}
+
+/// A mapped library version, as its executions need it.
+pub(crate) struct Version {
+    module: PluginModuleRef,
+    services: Option<Arc<HostServices>>,
+    info: VersionInfo,
 }
 
 impl LibraryRuntime for InProcessLibrary {
     fn execute(&self, job: Job) {
-        if let Err(Work::Node(_, job)) = self.pool.submit(Work::Node(self.module, job)) {
+        if let Err(Work::Node(_, job)) = self.pool.submit(Work::Node(Arc::clone(&self.version), job)) {
             // Only when every worker thread failed to start.
             job.execution
                 .reject(Failure::Internal, "no worker thread to run the node".to_owned());
@@ -98,7 +135,8 @@ impl LibraryRuntime for InProcessLibrary {
     }
 
     fn shutdown_hook(&self) -> HookOutcome {
-        self.module
+        self.version
+            .module
             .shutdown()
             .map(|hook| hook().into_result().map_err(|e| e.into_string()))
     }
@@ -111,14 +149,14 @@ impl LibraryRuntime for InProcessLibrary {
 /// One unit of work for the pool: a node run through to its end. The
 /// in-process case is a plain value (no allocation per execution).
 pub(crate) enum Work {
-    Node(PluginModuleRef, Job),
+    Node(Arc<Version>, Job),
     Other(Box<dyn FnOnce() + Send>),
 }
 
 impl Work {
     fn run(self) {
         match self {
-            Self::Node(module, job) => run_job(module, job),
+            Self::Node(version, job) => run_job(&version, job),
             Self::Other(work) => work(),
         }
     }

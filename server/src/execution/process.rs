@@ -22,7 +22,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use serde_bytes::ByteBuf;
 use tokio::{
     io::AsyncBufReadExt,
     net::unix::OwnedReadHalf,
@@ -39,6 +41,7 @@ use super::{
 use crate::{
     loader::{LoadError, parse_definitions},
     lock, metrics,
+    nanocore::{Owner, Services},
 };
 
 /// How the process backend runs workers (from the configuration).
@@ -96,16 +99,18 @@ pub type OnFailed = Box<dyn Fn(&Arc<dyn LibraryRuntime>) + Send + Sync>;
 pub struct ProcessBackend {
     settings: Arc<ProcessSettings>,
     runtime: Handle,
+    services: Arc<Services>,
     on_failed: Arc<Mutex<Option<OnFailed>>>,
     /// The last version loaded per path: a stop-first swap stops it first.
     latest: Mutex<HashMap<PathBuf, Weak<ProcessLibrary>>>,
 }
 
 impl ProcessBackend {
-    pub fn new(settings: ProcessSettings, runtime: Handle) -> Self {
+    pub fn new(settings: ProcessSettings, runtime: Handle, services: Arc<Services>) -> Self {
         Self {
             settings: Arc::new(settings),
             runtime,
+            services,
             on_failed: Arc::default(),
             latest: Mutex::default(),
         }
@@ -132,6 +137,7 @@ impl Backend for ProcessBackend {
             bytes: Arc::new(bytes.to_vec()),
             settings: Arc::clone(&self.settings),
             runtime: self.runtime.clone(),
+            services: Arc::clone(&self.services),
             on_failed: Arc::clone(&self.on_failed),
             state: Mutex::new(LibraryState {
                 backoff: self.settings.restart_initial,
@@ -199,6 +205,8 @@ struct ProcessLibrary {
     bytes: Arc<Vec<u8>>,
     settings: Arc<ProcessSettings>,
     runtime: Handle,
+    /// NanoCore's services, which its workers' host calls reach.
+    services: Arc<Services>,
     on_failed: Arc<Mutex<Option<OnFailed>>>,
     state: Mutex<LibraryState>,
 }
@@ -409,6 +417,8 @@ impl ProcessLibrary {
             Ok(loaded) => {
                 let worker = Arc::new(Worker {
                     pid,
+                    version: self.services.version_id(),
+                    host_calls: AtomicBool::new(false),
                     library: self.me.clone(),
                     to_worker,
                     inflight: Mutex::new(HashMap::new()),
@@ -662,6 +672,10 @@ struct WorkerIo {
 /// One worker process, as the server sees it.
 struct Worker {
     pid: u32,
+    /// Its id for NanoCore's services: what it allocated is freed when it ends.
+    version: u64,
+    /// Whether it made a host call (its executions' streams must be released).
+    host_calls: AtomicBool,
     library: Weak<ProcessLibrary>,
     to_worker: mpsc::UnboundedSender<ToWorker>,
     /// Executions handed to it and not answered, by id. `running` is taken
@@ -853,12 +867,59 @@ impl Worker {
                 let InFlight { execution, running } = lock(&self.inflight)
                     .remove(&id)
                     .ok_or_else(|| format!("a result for execution {id}, which it was not given"))?;
+                if self.host_calls.load(Ordering::Relaxed)
+                    && let Some(library) = self.library.upgrade()
+                {
+                    library.services.end_execution(self.version, id);
+                }
                 if let Some(running) = running {
                     execution.end(running, outcome.map_err(|message| (Failure::Node, message)));
                 }
                 if self.draining.load(Ordering::SeqCst) && self.live() == 0 {
                     self.finish();
                 }
+            }
+            FromWorker::HostCall {
+                id,
+                call,
+                request,
+                body,
+            } => {
+                let execution = match lock(&self.inflight).get(&id) {
+                    Some(f) => f.running.as_ref().map(|_| Arc::clone(&f.execution)),
+                    None => return Err(format!("a host call for execution {id}, which it was not given")),
+                };
+                let library = self.library.upgrade();
+                let (Some(execution), Some(library)) = (execution, library) else {
+                    // Its execution already ended: nobody waits for the answer.
+                    let _ = self.to_worker.send(ToWorker::HostReply {
+                        call,
+                        outcome: Err(nano_plugin_abi::services::failure(
+                            nano_plugin_abi::services::ErrorKind::Aborted,
+                            "Execution aborted",
+                        )),
+                    });
+                    return Ok(());
+                };
+                self.host_calls.store(true, Ordering::Relaxed);
+                let owner = Owner {
+                    version: self.version,
+                    label: Arc::clone(&library.label),
+                    execution: id,
+                };
+                let to_worker = self.to_worker.clone();
+                let services = Arc::clone(&library.services);
+                library.runtime.spawn(async move {
+                    let outcome = services
+                        .call(&owner, &request, Bytes::from(body.into_vec()), || {
+                            execution.is_aborted()
+                        })
+                        .await;
+                    let _ = to_worker.send(ToWorker::HostReply {
+                        call,
+                        outcome: outcome.map(|(json, bytes)| (json, ByteBuf::from(Vec::from(bytes)))),
+                    });
+                });
             }
             FromWorker::ShutdownDone { hook } => {
                 if let Some(reply) = lock(&self.shutdown_reply).take() {
@@ -960,6 +1021,10 @@ async fn supervise(library: Arc<ProcessLibrary>, worker: Arc<Worker>, mut io: Wo
         format!("the worker for {label} {cause}")
     };
     worker.fail_inflight(message);
+    // What this worker left allocated at NanoCore is freed for it.
+    let services = Arc::clone(&library.services);
+    let version = worker.version;
+    tokio::spawn(async move { services.end_version(version).await });
     let reason = if cause.contains("worker_memory_limit_mb") {
         "memory"
     } else {
@@ -1003,7 +1068,7 @@ fn remove_private_dir(pid: u32) {
 }
 
 /// A channel buffer larger than this is given back once empty.
-pub(crate) const LARGE_BUFFER: usize = 1 << 20;
+pub(crate) const LARGE_BUFFER: usize = 4 << 20;
 
 /// Sends frames to a worker, every ready one with one flush.
 fn spawn_writer(

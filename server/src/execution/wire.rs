@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use tokio_util::codec::LengthDelimitedCodec;
 
 /// This build's id: a worker from another build is refused at the handshake.
@@ -41,6 +42,12 @@ pub(crate) enum ToWorker {
     },
     /// Run the shutdown hook, answer, exit.
     Shutdown,
+    /// The answer to [`FromWorker::HostCall`] `call`: JSON and bytes, or a
+    /// JSON failure.
+    HostReply {
+        call: u64,
+        outcome: Result<(String, ByteBuf), String>,
+    },
 }
 
 /// One execution handed to a worker.
@@ -72,6 +79,14 @@ pub(crate) enum FromWorker {
     Done {
         id: u64,
         outcome: Result<String, String>,
+    },
+    /// A node of execution `id` calls a host service (NanoCore): a JSON
+    /// `Call` and its bytes; answered by [`ToWorker::HostReply`] `call`.
+    HostCall {
+        id: u64,
+        call: u64,
+        request: String,
+        body: ByteBuf,
     },
     /// The shutdown hook ran: `None` when the library has none.
     ShutdownDone {

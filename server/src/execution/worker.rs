@@ -10,13 +10,14 @@ use std::{
     process::ExitCode,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
-use abi_stable::std_types::RStr;
+use abi_stable::std_types::{RResult, RSlice, RStr, RString};
 use futures_util::{SinkExt, StreamExt};
-use nano_plugin_abi::ffi::{HostCallbacks, PluginModuleRef};
+use nano_plugin_abi::ffi::{HostAnswer, HostCallbacks, PluginModuleRef};
+use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -123,12 +124,13 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
 
     let pool = Pool::start(threads);
     let running: Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>> = Arc::default();
+    let calls = Arc::new(Calls::default());
     loop {
         match next(&mut frames).await? {
             Some(ToWorker::Execute(frame)) => {
                 let aborted = Arc::new(AtomicBool::new(false));
                 lock(&running).insert(frame.id, Arc::clone(&aborted));
-                let (outbox, running) = (outbox.clone(), Arc::clone(&running));
+                let (outbox, running, calls) = (outbox.clone(), Arc::clone(&running), Arc::clone(&calls));
                 let work = pool::Work::Other(Box::new(move || {
                     let id = frame.id;
                     let outcome = run_node(
@@ -138,6 +140,7 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
                             id,
                             aborted,
                             outbox: outbox.clone(),
+                            calls,
                         },
                     );
                     lock(&running).remove(&id);
@@ -150,6 +153,11 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
             Some(ToWorker::Abort { id }) => {
                 if let Some(flag) = lock(&running).get(&id) {
                     flag.store(true, Ordering::SeqCst);
+                }
+            }
+            Some(ToWorker::HostReply { call, outcome }) => {
+                if let Some(waiting) = lock(&calls.waiting).remove(&call) {
+                    let _ = waiting.send(outcome.map(|(json, bytes)| (json, bytes.into_vec())));
                 }
             }
             Some(ToWorker::Shutdown) => {
@@ -195,12 +203,23 @@ fn run_node(module: PluginModuleRef, frame: ExecuteFrame, host: &WorkerHost) -> 
     .unwrap_or_else(|_| Err("internal error while running the node".to_owned()))
 }
 
+/// Host calls waiting for the server's answer, by call id.
+#[derive(Default)]
+struct Calls {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, std::sync::mpsc::SyncSender<HostOutcome>>>,
+}
+
+type HostOutcome = Result<(String, Vec<u8>), String>;
+
 /// The host callbacks in a worker: statuses go to the server, the abort
-/// flag is set when the server says so.
+/// flag is set when the server says so, host calls are made by the server
+/// (this process has no NanoCore token) while the node's thread waits.
 struct WorkerHost {
     id: u64,
     aborted: Arc<AtomicBool>,
     outbox: Outbox,
+    calls: Arc<Calls>,
 }
 
 impl HostCallbacks for WorkerHost {
@@ -214,4 +233,29 @@ impl HostCallbacks for WorkerHost {
     fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::SeqCst)
     }
+
+    fn host_call(&self, request: RStr<'_>, body: RSlice<'_, u8>) -> RResult<HostAnswer, RString> {
+        let call = self.calls.next.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        lock(&self.calls.waiting).insert(call, reply);
+        let sent = self.outbox.send(FromWorker::HostCall {
+            id: self.id,
+            call,
+            request: request.as_str().to_owned(),
+            body: ByteBuf::from(body.as_slice().to_vec()),
+        });
+        let outcome = match sent {
+            Ok(()) => answer.recv().unwrap_or_else(|_| Err(gone())),
+            Err(_) => Err(gone()),
+        };
+        host::answer(outcome.map(|(json, bytes)| (json, bytes::Bytes::from(bytes))))
+    }
+}
+
+/// The failure of a call the server can no longer answer.
+fn gone() -> String {
+    nano_plugin_abi::services::failure(
+        nano_plugin_abi::services::ErrorKind::Other,
+        "the server closed the worker's channel",
+    )
 }

@@ -1,7 +1,8 @@
 //! A plugin whose nodes fail on purpose, for the process-isolation tests.
 //! `fault` picks its failure with the `kind` parameter; `fault-ok` is a
 //! harmless node in the same library, to show it serves again after a
-//! restart.
+//! restart. With `allocate`, `fault` first reserves a NanoCore resource
+//! of that id, which it never frees.
 
 use std::time::Duration;
 
@@ -42,11 +43,23 @@ impl Node for Fault {
             .parameter(Parameter::text("kind", "sleep"))
             .parameter(Parameter::number("ms", 100))
             .parameter(Parameter::number("mb", 64))
+            .parameter(Parameter::text("allocate", ""))
     }
 
     fn execute(&self, ctx: &Context) -> NodeResult {
         let kind: String = ctx.param("kind")?;
         let ms: u64 = ctx.param("ms")?;
+        // A NanoCore resource to hold when failing, so tests see it freed.
+        let allocate: String = ctx.param("allocate")?;
+        if !allocate.is_empty() {
+            ctx.resources().allocate(&Resource {
+                resource_id: allocate,
+                kind: "gpu".into(),
+                name: "fault test model".into(),
+                vram_usage: 1 << 30,
+                ..Resource::default()
+            })?;
+        }
         ctx.running(format!("about to {kind}"));
         match kind.as_str() {
             // SAFETY: none; crashing is the point.

@@ -1,0 +1,249 @@
+//! NanoCore's HTTP API, as the Python SDK 0.2.x calls it: one client for the
+//! whole server (connection reuse, TLS on rustls with the ring provider),
+//! every call with the bearer token, every failure turned into an error a
+//! node author can read in an `error` status.
+
+use std::time::Duration;
+
+use nano_plugin_abi::services::{AssetFilter, ErrorKind, Upload};
+use reqwest::{StatusCode, multipart};
+use serde_json::Value;
+
+/// A failed call: what the node sees (see [`nano_plugin_abi::services::ServiceError`]).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// As `host_call` returns it (JSON).
+    pub fn to_json(&self) -> String {
+        nano_plugin_abi::services::failure(self.kind, self.message.clone())
+    }
+}
+
+/// Where NanoCore is and how to reach it.
+pub struct Client {
+    http: reqwest::Client,
+    /// `NANOCORE_HTTP_ENDPOINT` without its trailing `/`; `None` when unset.
+    base: Option<String>,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for `endpoint` (empty: not configured) with `token`.
+    pub fn new(endpoint: &str, token: Option<String>) -> anyhow::Result<Self> {
+        // reqwest's rustls is built without a provider: install ring, once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // Between two reads, not in total: large downloads take what they take.
+            .read_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("nano-server/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let base = endpoint.trim().trim_end_matches('/');
+        Ok(Self {
+            http,
+            base: (!base.is_empty()).then(|| base.to_owned()),
+            token: token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    fn base(&self) -> Result<&str, Failure> {
+        self.base.as_deref().ok_or_else(|| {
+            Failure::new(
+                ErrorKind::NotConfigured,
+                "NANOCORE_HTTP_ENDPOINT is not set: this server cannot reach NanoCore for assets and resources",
+            )
+        })
+    }
+
+    /// NanoCore's URL for `path`.
+    pub fn url(&self, path: &str) -> Result<String, Failure> {
+        Ok(format!("{}{path}", self.base()?))
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, Failure> {
+        let request = self.http.request(method, self.url(path)?);
+        Ok(match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        })
+    }
+
+    /// Sends `request`; a success status or the failure it stands for.
+    /// `hash` names the asset a 404 is about.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+        hash: Option<&str>,
+    ) -> Result<reqwest::Response, Failure> {
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(match (status, hash) {
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) if self.token.is_none() => Failure::new(
+                ErrorKind::Unauthorized,
+                format!(
+                    "NanoCore refused the request ({}): NANOCORE_TOKEN is not set",
+                    status.as_u16()
+                ),
+            ),
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => Failure::new(
+                ErrorKind::Unauthorized,
+                format!("NanoCore refused the token ({})", status.as_u16()),
+            ),
+            (StatusCode::NOT_FOUND, Some(hash)) => {
+                Failure::new(ErrorKind::NotFound, format!("asset not found: {hash}"))
+            }
+            _ => Failure::new(
+                ErrorKind::Other,
+                format!("NanoCore answered {} to {what}: {}", status.as_u16(), excerpt(&body)),
+            ),
+        })
+    }
+
+    /// A transport error (no answer at all).
+    pub fn transport(&self, err: reqwest::Error) -> Failure {
+        let base = self.base.as_deref().unwrap_or("?");
+        if err.is_connect() || err.is_timeout() {
+            Failure::new(
+                ErrorKind::Unreachable,
+                format!("NanoCore is not reachable at {base}: {}", root_cause(&err)),
+            )
+        } else {
+            Failure::new(
+                ErrorKind::Other,
+                format!("talking to NanoCore at {base}: {}", root_cause(&err)),
+            )
+        }
+    }
+
+    async fn json(&self, request: reqwest::RequestBuilder, what: &str, hash: Option<&str>) -> Result<Value, Failure> {
+        let response = self.send(request, what, hash).await?;
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::new(
+                ErrorKind::Other,
+                format!(
+                    "NanoCore's answer to {what} is not JSON ({e}): {}",
+                    excerpt(&String::from_utf8_lossy(&bytes))
+                ),
+            )
+        })
+    }
+
+    /// `GET /assets/{hash}/download`: the response, to read in chunks.
+    pub async fn download(&self, hash: &str) -> Result<reqwest::Response, Failure> {
+        let path = format!("/assets/{hash}/download");
+        self.send(self.request(reqwest::Method::GET, &path)?, "a download", Some(hash))
+            .await
+    }
+
+    /// `GET /assets/{hash}/exists`.
+    pub async fn exists(&self, hash: &str) -> Result<Value, Failure> {
+        let path = format!("/assets/{hash}/exists");
+        self.json(self.request(reqwest::Method::GET, &path)?, "exists", Some(hash))
+            .await
+    }
+
+    /// `GET /assets/{hash}/presigned`.
+    pub async fn presigned(&self, hash: &str) -> Result<Value, Failure> {
+        let path = format!("/assets/{hash}/presigned");
+        self.json(self.request(reqwest::Method::GET, &path)?, "presigned", Some(hash))
+            .await
+    }
+
+    /// `GET /assets?type=&hash=`.
+    pub async fn list(&self, filter: &AssetFilter) -> Result<Value, Failure> {
+        let mut query = Vec::new();
+        if let Some(kind) = &filter.kind {
+            query.push(("type", kind.as_str()));
+        }
+        if let Some(hash) = &filter.hash {
+            query.push(("hash", hash.as_str()));
+        }
+        let listed = self
+            .json(
+                self.request(reqwest::Method::GET, "/assets")?.query(&query),
+                "list",
+                None,
+            )
+            .await?;
+        match listed {
+            Value::Array(_) => Ok(listed),
+            // Some NanoCore versions wrap the list.
+            Value::Object(mut object) => match object.remove("assets") {
+                Some(list @ Value::Array(_)) => Ok(list),
+                _ => Err(Failure::new(ErrorKind::Other, "NanoCore's asset list is not a list")),
+            },
+            _ => Err(Failure::new(ErrorKind::Other, "NanoCore's asset list is not a list")),
+        }
+    }
+
+    /// `POST /assets` (multipart): `file` from `body` (its length known
+    /// when `size` is given), then `type` and `meta` (as JSON).
+    pub async fn upload(&self, body: reqwest::Body, size: Option<u64>, options: &Upload) -> Result<Value, Failure> {
+        let mut file = match size {
+            Some(size) => multipart::Part::stream_with_length(body, size),
+            None => multipart::Part::stream(body),
+        };
+        file = file.file_name(options.filename.clone().unwrap_or_else(|| "upload".to_owned()));
+        let mut form = multipart::Form::new().part("file", file);
+        if let Some(kind) = &options.kind {
+            form = form.text("type", kind.clone());
+        }
+        if let Some(meta) = &options.meta {
+            form = form.text("meta", meta.to_string());
+        }
+        self.json(
+            self.request(reqwest::Method::POST, "/assets")?.multipart(form),
+            "an upload",
+            None,
+        )
+        .await
+    }
+
+    /// `POST /resources` with `action` and `data`.
+    pub async fn resources(&self, server_uid: &str, action: &str, data: Value) -> Result<Value, Failure> {
+        let body = serde_json::json!({"serverUid": server_uid, "action": action, "data": data});
+        let request = self
+            .request(reqwest::Method::POST, "/resources")?
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let response = self.send(request, &format!("{action} of a resource"), None).await?;
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+/// The innermost cause: "Connection refused (os error 111)" rather than
+/// "error sending request".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+fn excerpt(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
