@@ -19,6 +19,7 @@ fn asset_nodes() -> NodesDir {
     NodesDir::empty()
         .with_plugin("image/image_resize_node", "image_resize_node")
         .with_plugin("utility/asset_digest_node", "asset_digest_node")
+        .with_plugin("test/assets", "assets_plugin")
         .with_file(
             &format!("test/{}", lib_name("nano_fault_plugin")),
             &std::fs::read(fault_plugin()).unwrap(),
@@ -241,4 +242,40 @@ async fn a_resource_held_by_a_node_that_crashes_is_freed() {
     nanocore.wait_resource_calls(2, Duration::from_secs(30));
     let actions: Vec<String> = calls_for(&nanocore, "model-b").into_iter().map(|(a, _)| a).collect();
     assert_eq!(actions, ["ALLOCATE", "FREE"]);
+}
+
+#[tokio::test]
+async fn every_asset_call_reaches_nanocore_through_the_server() {
+    let nanocore = StandIn::start(TOKEN);
+    // Three chunks and a bit: the reader, download and upload all go in pieces.
+    let content: Vec<u8> = (0..(3 << 18) + 1234u32).map(|i| (i % 253) as u8).collect();
+    let hash = nanocore.put(content.clone(), "blob");
+    let server = start(&asset_nodes(), &nanocore.url(), TOKEN);
+    let (status, body) = execute(&server, "test-assets", json!({"inputs": {"asset": hash}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report = &body["outputs"]["report"][0];
+    let size = content.len() as u64;
+    assert_eq!(report["downloaded"], size);
+    assert_eq!(report["streamed"], size);
+    assert_eq!(report["size"], size);
+    assert_eq!(report["resolved"], true);
+    // The same bytes uploaded from the file: the same hash, and NanoCore
+    // already had them.
+    assert_eq!(report["uploaded"], hash);
+    assert_eq!(report["alreadyExists"], true);
+    assert_eq!(report["uploadedName"], "copy.bin");
+    assert_eq!(report["exists"], true);
+    assert_eq!(report["unknownExists"], false);
+    assert_eq!(report["listed"], json!([hash]));
+    assert!(
+        report["presigned"].as_str().unwrap().starts_with(&nanocore.url()),
+        "{report}"
+    );
+    assert_eq!(
+        report["downloadUrl"],
+        format!("{}/assets/{hash}/download", nanocore.url())
+    );
+    let stored = nanocore.get(&hash).unwrap();
+    assert_eq!(stored.bytes.len() as u64, size);
+    assert!(stored.meta_is_json, "{:?}", stored.meta_text);
 }

@@ -47,6 +47,7 @@ const PLUGIN_CRATES: &[&str] = &[
     "node-template",
     "swap_v1",
     "swap_v2",
+    "assets_plugin",
 ];
 
 /// Builds every plugin the tests use (a no-op when up to date) and returns
