@@ -1,5 +1,6 @@
-//! Server configuration: `config.toml`, then environment variables (as the
-//! orchestrator sets them), then command-line flags, each overriding the last.
+//! Server configuration: a file (`config.toml`, or the SDKs'
+//! `nanoserver.json`), then environment variables (as the orchestrator sets
+//! them), then command-line flags, each overriding the last.
 
 use std::{
     net::IpAddr,
@@ -37,6 +38,14 @@ pub enum ConfigError {
     Env { var: &'static str, message: String },
 }
 
+/// Something loading the file found worth telling but not fatal, logged once
+/// the logger runs (it starts after the configuration is loaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadNote {
+    Info(String),
+    Warning(String),
+}
+
 /// The keys of `config.toml`; unknown keys are an error, not silently ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +77,7 @@ struct FileConfig {
     allowed_origins: Option<Vec<String>>,
     nodes: Option<std::collections::BTreeMap<String, NodeSettings>>,
     isolation: Option<Isolation>,
+    log_format: Option<crate::telemetry::LogFormat>,
     abort_grace_ms: Option<u64>,
     worker_drain_ms: Option<u64>,
     worker_memory_limit_mb: Option<u64>,
@@ -194,6 +204,8 @@ pub struct Config {
     /// Per node uid: at most this many executions at once.
     pub node_concurrency: std::collections::HashMap<String, usize>,
     pub isolation: Isolation,
+    /// How log lines are written (`--log-format` wins): text or JSON lines.
+    pub log_format: crate::telemetry::LogFormat,
     /// An aborted node that has not returned after this loses its worker
     /// (process isolation).
     pub abort_grace: Duration,
@@ -209,6 +221,8 @@ pub struct Config {
     /// `nodes_path`) that swap stop-first.
     pub swap_strategy: SwapStrategy,
     pub stop_first_libraries: std::collections::HashSet<String>,
+    /// What loading the file found worth telling (see [`Config::log_notes`]).
+    pub notes: Vec<LoadNote>,
 }
 
 impl std::fmt::Debug for Config {
@@ -248,6 +262,7 @@ impl std::fmt::Debug for Config {
             .field("worker_restart_wait", &self.worker_restart_wait)
             .field("swap_strategy", &self.swap_strategy)
             .field("stop_first_libraries", &self.stop_first_libraries)
+            .field("notes", &self.notes)
             .finish()
     }
 }
@@ -261,13 +276,20 @@ pub(crate) fn redacted(secret: Option<&str>) -> &'static str {
 }
 
 impl Config {
-    /// Reads `file`, applies the process environment and `overrides`.
+    /// Reads `file` (JSON in the SDKs' `nanoserver.json` form if its name
+    /// ends in `.json`, else TOML), applies the process environment and
+    /// `overrides`.
     pub fn load(file: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             file: file.to_owned(),
             source,
         })?;
-        Self::from_toml(&text, file, |var| std::env::var(var).ok(), overrides)
+        let env = |var: &str| std::env::var(var).ok();
+        if is_json(file) {
+            Self::from_json(&text, file, env, overrides)
+        } else {
+            Self::from_toml(&text, file, env, overrides)
+        }
     }
 
     /// Builds the configuration from TOML text; `env` looks up environment
@@ -278,7 +300,45 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let parsed = parse(text, file)?;
+        Self::resolve(parse(text, file)?, file, "server_uid", Vec::new(), env, overrides)
+    }
+
+    /// Builds the configuration from a `nanoserver.json`: the SDKs' keys
+    /// (`serverUid`, `nodesPath`, …) and this server's own (`auth_token`,
+    /// `isolation`, …); other keys, which SDK projects carry for their own
+    /// tools, are ignored with a warning in [`Config::notes`].
+    pub fn from_json(
+        text: &str,
+        file: &Path,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut notes = Vec::new();
+        let parsed = parse_json(text, file, &mut notes)?;
+        Self::resolve(parsed, file, "serverUid", notes, env, overrides)
+    }
+
+    /// Logs what loading the file found worth telling; once, at start.
+    pub fn log_notes(&self) {
+        for note in &self.notes {
+            match note {
+                LoadNote::Info(message) => tracing::info!("{message}"),
+                LoadNote::Warning(message) => tracing::warn!("{message}"),
+            }
+        }
+    }
+
+    /// The file's keys, then the environment and `overrides` on top: one
+    /// path for both file formats, so both get the same checks. `uid_key` is
+    /// how the file spells `server_uid`, for the error when it is missing.
+    fn resolve(
+        parsed: FileConfig,
+        file: &Path,
+        uid_key: &'static str,
+        notes: Vec<LoadNote>,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
         let env_port = match env("PORT") {
             Some(port) => Some(port.trim().parse::<u16>().map_err(|e| ConfigError::Env {
                 var: "PORT",
@@ -291,7 +351,7 @@ impl Config {
             .filter(|uid| !uid.trim().is_empty())
             .ok_or_else(|| ConfigError::Missing {
                 file: file.to_owned(),
-                key: "server_uid",
+                key: uid_key,
             })?;
         let server_name = env("SERVER_DISPLAY_NAME")
             .or(parsed.server_name)
@@ -306,7 +366,11 @@ impl Config {
             server_name,
             server_uid,
             server_package_id,
-            nanocore_http_endpoint: env("NANOCORE_HTTP_ENDPOINT").unwrap_or_default(),
+            // `NANOCORE_ENDPOINT` is the SDKs' older name.
+            nanocore_http_endpoint: env("NANOCORE_HTTP_ENDPOINT")
+                .filter(|endpoint| !endpoint.is_empty())
+                .or_else(|| env("NANOCORE_ENDPOINT"))
+                .unwrap_or_default(),
         };
 
         let base = file.parent().unwrap_or(Path::new("."));
@@ -384,6 +448,7 @@ impl Config {
                 .collect(),
             node_concurrency,
             isolation: overrides.isolation.or(parsed.isolation).unwrap_or(Isolation::Process),
+            log_format: parsed.log_format.unwrap_or_default(),
             abort_grace: ms(parsed.abort_grace_ms, 5_000),
             worker_drain: ms(parsed.worker_drain_ms, 60_000),
             worker_memory_limit_mb: parsed.worker_memory_limit_mb.filter(|mb| *mb > 0),
@@ -399,6 +464,7 @@ impl Config {
                 .filter(|(_, settings)| settings.swap_strategy == Some(SwapStrategy::StopFirst))
                 .map(|(path, _)| path)
                 .collect(),
+            notes,
         })
     }
 
@@ -453,25 +519,184 @@ fn parse(text: &str, file: &Path) -> Result<FileConfig, ConfigError> {
         }
     };
     let deserializer = toml::Deserializer::parse(text).map_err(syntax_error)?;
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let key = err.path().to_string();
-        let message = err.inner().message().trim().to_owned();
-        if key == "." {
-            // Unknown or missing keys are reported at the top level; the
-            // message names the key.
-            ConfigError::Key {
-                file: file.to_owned(),
-                key: key_in_message(&message).unwrap_or_default(),
-                message,
-            }
-        } else {
-            ConfigError::Key {
-                file: file.to_owned(),
-                key,
-                message,
-            }
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|err| key_error(file, err.path().to_string(), err.inner().message().trim().to_owned()))
+}
+
+/// The error for `message` about the key at `path` (serde_path_to_error's
+/// dotted path).
+fn key_error(file: &Path, path: String, message: String) -> ConfigError {
+    let key = if path == "." {
+        // Unknown or missing keys are reported at the top level; the
+        // message names the key.
+        key_in_message(&message).unwrap_or_default()
+    } else {
+        path
+    };
+    ConfigError::Key {
+        file: file.to_owned(),
+        key,
+        message,
+    }
+}
+
+/// Whether `file` is read as JSON (`nanoserver.json`) rather than TOML.
+fn is_json(file: &Path) -> bool {
+    file.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("json"))
+}
+
+/// The configuration file when `--config` is not given: `config.toml` in the
+/// current folder, else the SDKs' `nanoserver.json` there, else
+/// `config.toml` (whose absence is then the error).
+pub fn default_file() -> PathBuf {
+    let (toml, json) = (Path::new("config.toml"), Path::new("nanoserver.json"));
+    if !toml.exists() && json.is_file() {
+        json.to_owned()
+    } else {
+        toml.to_owned()
+    }
+}
+
+/// The SDKs' `nanoserver.json` keys (camelCase) and the keys of this server
+/// they stand for. `domain` and `port` are spelled alike in both.
+const SDK_KEYS: &[(&str, &str)] = &[
+    ("serverDisplayName", "server_name"),
+    ("serverUid", "server_uid"),
+    ("serverPackageId", "server_package_id"),
+    ("nodesPath", "nodes_path"),
+    ("autoWatch", "auto_watch"),
+    ("watchDebounceTime", "watch_debounce_time"),
+];
+
+/// Reads a `nanoserver.json` into the same keys `config.toml` has: SDK keys
+/// renamed, this server's own kept, `language` and unknown keys dropped with
+/// a note each (SDK projects carry keys of their own tools).
+fn parse_json(text: &str, file: &Path, notes: &mut Vec<LoadNote>) -> Result<FileConfig, ConfigError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|err| {
+        let message = err.to_string();
+        // serde_json appends the position, which the line already gives.
+        let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m);
+        ConfigError::Syntax {
+            file: file.to_owned(),
+            line: err.line(),
+            message: message.to_owned(),
         }
+    })?;
+    let serde_json::Value::Object(entries) = value else {
+        return Err(ConfigError::Syntax {
+            file: file.to_owned(),
+            line: 1,
+            message: "expected a JSON object of keys".to_owned(),
+        });
+    };
+    let own_keys = file_config_keys();
+    let mut keys = serde_json::Map::new();
+    let mut unknown = Vec::new();
+    for (key, value) in &entries {
+        if let Some((sdk, own)) = SDK_KEYS.iter().find(|(sdk, _)| sdk == key) {
+            if entries.contains_key(*own) {
+                return Err(ConfigError::Key {
+                    file: file.to_owned(),
+                    key: (*sdk).to_owned(),
+                    message: format!("also given as `{own}`; keep one of the two"),
+                });
+            }
+            keys.insert((*own).to_owned(), value.clone());
+        } else if key == "language" {
+            notes.push(LoadNote::Info(format!(
+                "{}: ignoring `language` ({value}): nano-server serves compiled Rust plugins",
+                file.display()
+            )));
+        } else if own_keys.contains(&key.as_str()) {
+            keys.insert(key.clone(), value.clone());
+        } else {
+            unknown.push(format!("`{key}`"));
+        }
+    }
+    if !unknown.is_empty() {
+        notes.push(LoadNote::Warning(format!(
+            "{}: ignoring unknown key(s) {}: neither the SDKs' keys nor nano-server's (see README \"Configuration\")",
+            file.display(),
+            unknown.join(", ")
+        )));
+    }
+    serde_path_to_error::deserialize(serde_json::Value::Object(keys)).map_err(|err| {
+        // Named as the file spells it.
+        let path = err.path().to_string();
+        let (head, rest) = path
+            .split_once('.')
+            .map_or((path.as_str(), None), |(h, r)| (h, Some(r)));
+        let head = SDK_KEYS
+            .iter()
+            .find(|(_, own)| *own == head)
+            .map_or(head, |(sdk, _)| *sdk);
+        let path = rest.map_or_else(|| head.to_owned(), |rest| format!("{head}.{rest}"));
+        key_error(file, path, err.inner().to_string())
     })
+}
+
+/// The keys `FileConfig` accepts, as serde sees them (the list its derived
+/// `Deserialize` hands to `deserialize_struct`), so it cannot drift from the
+/// struct.
+fn file_config_keys() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    struct Keys<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> de::Deserializer<'de> for Keys<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("only a struct's keys are asked for"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("only the keys are wanted"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut keys: &'static [&'static str] = &[];
+    let _ = FileConfig::deserialize(Keys(&mut keys));
+    keys
+}
+
+/// The log filter from the environment: `RUST_LOG` when set, else the level
+/// the SDKs read (`NANOSDK_LOG_LEVEL`, `NANOCORE_LOG_LEVEL`, `LOG_LEVEL`, the
+/// first set) mapped onto tracing's (`WARNING` is `warn`, `CRITICAL` is
+/// `error`; a name the SDKs do not know is `info`, as in the SDKs). `None`:
+/// none is set.
+pub fn log_filter_from_env() -> Option<String> {
+    log_filter(|var| std::env::var(var).ok())
+}
+
+fn log_filter(env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |var: &str| env(var).filter(|value| !value.trim().is_empty());
+    if let Some(filter) = set("RUST_LOG") {
+        return Some(filter);
+    }
+    let level = ["NANOSDK_LOG_LEVEL", "NANOCORE_LOG_LEVEL", "LOG_LEVEL"]
+        .into_iter()
+        .find_map(set)?;
+    let level = match level.trim().to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "warn" | "warning" => "warn",
+        "error" | "critical" | "fatal" => "error",
+        "off" | "none" | "silent" => "off",
+        _ => "info", // also `success`, the SDKs' level between info and warn
+    };
+    Some(level.to_owned())
 }
 
 /// The first `quoted` word of a serde message such as "unknown field `prot`".
@@ -593,6 +818,159 @@ mod tests {
             assert!(!err.contains('\n'), "one line: {err}");
         }
     }
+
+    fn load_json(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_json(
+            text,
+            Path::new("/srv/py/nanoserver.json"),
+            |var| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn nanoserver_json_reads_the_sdk_keys() {
+        let config = load_json(
+            r#"{"domain": "d", "serverDisplayName": "Py", "serverUid": "py-1", "serverPackageId": "pkg",
+                "language": "python", "nodesPath": "my_nodes", "autoWatch": false, "watchDebounceTime": 250,
+                "port": 4100}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.identity.domain, "d");
+        assert_eq!(config.identity.server_name, "Py");
+        assert_eq!(config.identity.server_uid, "py-1");
+        assert_eq!(config.identity.server_package_id, "pkg");
+        assert_eq!(config.nodes_path, Path::new("/srv/py/my_nodes"));
+        assert!(!config.auto_watch);
+        assert_eq!(config.watch_debounce, Duration::from_millis(250));
+        assert_eq!(config.port, 4100);
+        assert_eq!(config.notes.len(), 1, "{:?}", config.notes);
+        assert!(matches!(&config.notes[0], LoadNote::Info(m) if m.contains("`language`")));
+        // The environment still wins over the file.
+        let config = load_json(
+            r#"{"serverUid": "py-1", "port": 4100}"#,
+            &[("SERVER_UID", "env"), ("PORT", "1")],
+        )
+        .unwrap();
+        assert_eq!((config.identity.server_uid.as_str(), config.port), ("env", 1));
+    }
+
+    #[test]
+    fn nanoserver_json_honours_own_keys_and_warns_about_unknown_ones() {
+        let config = load_json(
+            r#"{"serverUid": "s", "auth_token": "t", "isolation": "in-process", "nodes": {"gpu": {"max_concurrent": 1}},
+                "pythonVersion": "3.11", "entry": "main.py"}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.auth_token.as_deref(), Some("t"));
+        assert_eq!(config.isolation, Isolation::InProcess);
+        assert_eq!(config.node_concurrency.get("gpu"), Some(&1));
+        let warnings: Vec<&String> = config
+            .notes
+            .iter()
+            .filter_map(|n| match n {
+                LoadNote::Warning(m) => Some(m),
+                LoadNote::Info(_) => None,
+            })
+            .collect();
+        assert_eq!(warnings.len(), 1, "one warning for all: {warnings:?}");
+        assert!(
+            warnings[0].contains("`pythonVersion`") && warnings[0].contains("`entry`"),
+            "{}",
+            warnings[0]
+        );
+        assert!(warnings[0].contains("nanoserver.json"), "{}", warnings[0]);
+    }
+
+    #[test]
+    fn nanoserver_json_errors_name_the_key_as_written() {
+        let err = load_json(r#"{"serverUid": "s", "server_uid": "t"}"#, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`serverUid`") && err.contains("`server_uid`"), "{err}");
+        let err = load_json(r#"{"serverUid": "s", "autoWatch": "yes"}"#, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `autoWatch`") && err.contains("invalid type"), "{err}");
+        let err = load_json(
+            r#"{"serverUid": "s", "nodes": {"gpu": {"max_concurrent": "one"}}}"#,
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nodes.gpu.max_concurrent"), "{err}");
+        let err = load_json(r#"{"domain": "d"}"#, &[]).unwrap_err().to_string();
+        assert!(err.contains("`serverUid`"), "{err}");
+        let err = load_json("{\n  \"serverUid\": \"s\",\n}", &[]).unwrap_err().to_string();
+        assert!(err.contains("nanoserver.json: line 3"), "{err}");
+        let err = load_json("[1]", &[]).unwrap_err().to_string();
+        assert!(err.contains("JSON object"), "{err}");
+        for err in [
+            load_json("{", &[]).unwrap_err().to_string(),
+            load_json(r#"{"serverUid": 5}"#, &[]).unwrap_err().to_string(),
+        ] {
+            assert!(!err.contains('\n') && err.contains("/srv/py/nanoserver.json"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_file_keys_are_the_structs() {
+        let keys = file_config_keys();
+        for key in [
+            "server_uid",
+            "auth_token",
+            "isolation",
+            "nodes",
+            "libraries",
+            "build_sources",
+        ] {
+            assert!(keys.contains(&key), "{key} in {keys:?}");
+        }
+        assert!(keys.len() >= 36, "{keys:?}");
+        assert!(is_json(Path::new("x/nanoserver.JSON")) && !is_json(Path::new("config.toml")));
+    }
+
+    #[test]
+    fn nanocore_endpoint_is_an_alias_and_the_full_name_wins() {
+        let endpoint = |env: &[(&str, &str)]| load("server_uid = \"s\"", env).unwrap().identity.nanocore_http_endpoint;
+        assert_eq!(endpoint(&[("NANOCORE_ENDPOINT", "http://old")]), "http://old");
+        assert_eq!(
+            endpoint(&[
+                ("NANOCORE_ENDPOINT", "http://old"),
+                ("NANOCORE_HTTP_ENDPOINT", "http://new")
+            ]),
+            "http://new"
+        );
+        assert_eq!(endpoint(&[]), "");
+    }
+
+    #[test]
+    fn the_log_filter_falls_back_to_the_sdk_level_names() {
+        let filter =
+            |env: &[(&str, &str)]| log_filter(|var| env.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string()));
+        assert_eq!(filter(&[]), None);
+        assert_eq!(
+            filter(&[("RUST_LOG", "nano_server=debug"), ("LOG_LEVEL", "error")]).as_deref(),
+            Some("nano_server=debug")
+        );
+        assert_eq!(
+            filter(&[("RUST_LOG", ""), ("LOG_LEVEL", "WARNING")]).as_deref(),
+            Some("warn")
+        );
+        assert_eq!(
+            filter(&[("LOG_LEVEL", "debug"), ("NANOSDK_LOG_LEVEL", "CRITICAL")]).as_deref(),
+            Some("error")
+        );
+        assert_eq!(
+            filter(&[("LOG_LEVEL", "debug"), ("NANOCORE_LOG_LEVEL", "Info")]).as_deref(),
+            Some("info")
+        );
+        assert_eq!(filter(&[("LOG_LEVEL", "success")]).as_deref(), Some("info"));
+        assert_eq!(filter(&[("LOG_LEVEL", "loud")]).as_deref(), Some("info"));
+    }
 }
 
 #[cfg(test)]
@@ -628,6 +1006,26 @@ mod properties {
             if let Err(err) = Config::from_toml(&text, Path::new("c.toml"), |_| None, &Overrides::default()) {
                 let message = err.to_string();
                 prop_assert!(message.contains(&format!("`{key}`")), "{}", message);
+            }
+        }
+
+        /// The same for `nanoserver.json`, with SDK keys among the values.
+        #[test]
+        fn any_json_object_gives_a_config_or_a_one_line_error(
+            entries in proptest::collection::vec((
+                prop_oneof![Just("serverUid".to_owned()), Just("server_uid".to_owned()), Just("autoWatch".to_owned()), Just("port".to_owned()), Just("nodes".to_owned()), "[a-z_]{1,8}"],
+                prop_oneof![Just("\"s\""), Just("1"), Just("true"), Just("null"), Just("{}"), Just("[1]"), Just("{\"x\": {\"max_concurrent\": 2}}")],
+            ), 0..6),
+        ) {
+            let body: Vec<String> = entries.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+            let text = format!("{{{}}}", body.join(", "));
+            match Config::from_json(&text, Path::new("/p/nanoserver.json"), |_| None, &Overrides::default()) {
+                Ok(config) => prop_assert!(config.nodes_path.is_absolute()),
+                Err(err) => {
+                    let message = err.to_string();
+                    prop_assert!(!message.contains('\n'), "{}", message);
+                    prop_assert!(message.contains("/p/nanoserver.json"), "{}", message);
+                }
             }
         }
     }

@@ -28,6 +28,7 @@ mod registry;
 pub mod scaffold;
 pub mod serve;
 mod state;
+pub mod telemetry;
 mod watcher;
 mod ws;
 
@@ -35,6 +36,11 @@ mod ws;
 /// process isolation, never by hand).
 pub fn run_worker(threads: usize) -> std::process::ExitCode {
     execution::run_worker(threads)
+}
+
+/// The server's one HTTP client (NanoCore's API, trace export), shared.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    nanocore::http_client()
 }
 
 /// Locks a mutex, taking the data even if a thread panicked holding it: every

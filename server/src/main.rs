@@ -1,14 +1,15 @@
 //! The `nano-server` binary: parses the command line and dispatches to the
 //! library (`serve`, or one of the commands).
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use nano_server::{
     build, catalog,
-    config::{Config, Isolation, Overrides},
+    config::{self, Config, Isolation, Overrides},
     scaffold,
     serve::serve,
+    telemetry::{self, LogFormat},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -26,9 +27,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Subcommand>,
-    /// The configuration file.
-    #[arg(long, short, default_value = "config.toml")]
-    config: PathBuf,
+    /// The configuration file: TOML, or the SDKs' `nanoserver.json` (read as
+    /// JSON by its `.json` extension). [default: `config.toml` in the current
+    /// folder, else `nanoserver.json` there]
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Address to listen on (overrides `host`).
     #[arg(long)]
     host: Option<String>,
@@ -42,6 +45,10 @@ struct Cli {
     /// library in a worker process) or `in-process`.
     #[arg(long, value_enum)]
     isolation: Option<Isolation>,
+    /// How log lines on stderr are written (overrides `log_format`): `text`,
+    /// or `json` (one object per line).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -85,26 +92,46 @@ enum Subcommand {
     },
     /// Lists what the server would serve from a configuration, without listening.
     Nodes {
-        /// The configuration file.
-        #[arg(long, short, default_value = "config.toml")]
-        config: PathBuf,
+        /// The configuration file, as for serving [default: `config.toml`,
+        /// else `nanoserver.json`].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Overrides the configuration's `isolation`.
         #[arg(long, value_enum)]
         isolation: Option<Isolation>,
     },
-    /// A worker process of process isolation (started by the server).
-    #[command(hide = true)]
-    Worker {
-        /// Node threads at most.
-        #[arg(long, default_value_t = 4)]
-        threads: usize,
-        /// The library it runs (for `ps`; it arrives over the channel).
-        #[arg(long)]
-        library: Option<String>,
+    /// Prints a completion script for a shell, e.g. `nano-server completions
+    /// bash > ~/.local/share/bash-completion/completions/nano-server`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
+    /// Prints this command's manual page (roff), e.g. `nano-server man |
+    /// man -l -`.
+    Man,
+}
+
+// No command for people: parsed apart from `Cli`, so it stays out of
+// `--help`, the completion scripts and the man page (clap_complete lists
+// hidden subcommands).
+/// A worker process of process isolation (started by the server).
+#[derive(Debug, Parser)]
+#[command(bin_name = "nano-server worker")]
+struct WorkerArgs {
+    /// Node threads at most.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// The library it runs (for `ps`; it arrives over the channel).
+    #[arg(long)]
+    library: Option<String>,
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "worker") {
+        let worker = WorkerArgs::parse_from(std::env::args_os().skip(1));
+        return nano_server::run_worker(worker.threads);
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Subcommand::New {
@@ -119,8 +146,14 @@ fn main() -> ExitCode {
             json,
             isolation,
         }) => return catalog::inspect(&library, json, isolation),
-        Some(Subcommand::Nodes { config, isolation }) => return catalog::list_nodes(&config, isolation),
-        Some(Subcommand::Worker { threads, .. }) => return nano_server::run_worker(threads),
+        Some(Subcommand::Nodes { config, isolation }) => {
+            return catalog::list_nodes(&config.unwrap_or_else(config::default_file), isolation);
+        }
+        Some(Subcommand::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "nano-server", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Subcommand::Man) => return print_man_page(),
         None => {}
     }
     let overrides = Overrides {
@@ -129,15 +162,16 @@ fn main() -> ExitCode {
         nodes_path: cli.nodes_path,
         isolation: cli.isolation,
     };
-    let config = match Config::load(&cli.config, &overrides) {
+    // No `--config`: `config.toml` first, as always; an SDK project's
+    // `nanoserver.json` when there is none.
+    let config_file = cli.config.unwrap_or_else(config::default_file);
+    let config = match Config::load(&config_file, &overrides) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("nano-server: {err}");
             return ExitCode::from(2);
         }
     };
-    init_logging();
-
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -145,6 +179,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let http = match nano_server::http_client() {
+        Ok(http) => http,
+        Err(err) => {
+            eprintln!("nano-server: cannot create the HTTP client: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Flushes batched trace spans when dropped, after serving.
+    let _telemetry = telemetry::init(
+        cli.log_format.unwrap_or(config.log_format),
+        log_filter(),
+        http,
+        runtime.handle().clone(),
+    );
+    config.log_notes();
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -155,12 +204,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+/// `RUST_LOG`, else the SDK's `NANOSDK_LOG_LEVEL`, `NANOCORE_LOG_LEVEL` or
+/// `LOG_LEVEL`, else `info`.
+fn log_filter() -> EnvFilter {
+    config::log_filter_from_env()
+        .and_then(|filter| EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"))
 }
 
 fn new_node(name: &str, category: &str, path: Option<PathBuf>, abi: Option<&std::path::Path>) -> ExitCode {
@@ -174,11 +223,24 @@ fn new_node(name: &str, category: &str, path: Option<PathBuf>, abi: Option<&std:
             for file in files {
                 println!("created {}", file.display());
             }
-            println!("next: edit {}/src/lib.rs, then `nano-server build`", dir.display());
+            for line in scaffold::next_steps(name, &dir) {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("nano-server new: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `nano-server man`: the manual page, from the same definition as `--help`.
+fn print_man_page() -> ExitCode {
+    match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("nano-server man: {err}");
             ExitCode::FAILURE
         }
     }

@@ -78,6 +78,7 @@ impl Reconciler {
     /// even if size and mtime look unchanged; other files are re-read only
     /// when their size or mtime moved.
     pub fn reconcile(&mut self, touched: &HashSet<PathBuf>) -> std::io::Result<Report> {
+        let _span = tracing::info_span!("reconcile", changed = touched.len()).entered();
         let started = Instant::now();
         let on_disk = loader::scan(&self.root)?;
         let mut report = Report::default();
@@ -173,8 +174,15 @@ impl Reconciler {
         } else {
             loader::check_permissions(path, &self.root)
         };
+        // A span per load (or swap, when a version is served there), a child
+        // of this pass's: what traces show of the library's life.
+        let span = if self.registry.library(path).is_some() {
+            tracing::info_span!("library_swap", library = %path.display())
+        } else {
+            tracing::info_span!("library_load", library = %path.display())
+        };
         let result = trusted
-            .and_then(|()| self.backend.load(path, &bytes))
+            .and_then(|()| span.in_scope(|| self.backend.load(path, &bytes)))
             .map(|loaded| Library {
                 path: path.to_owned(),
                 abi_version: loaded.abi_version,

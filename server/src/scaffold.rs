@@ -5,11 +5,16 @@
 //! `nano-plugin-abi`, so it builds the same inside this repository and
 //! outside it.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::{Read, Write},
+    net::{TcpStream, ToSocketAddrs},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
 
-use crate::config::absolute;
+use crate::config::{Config, Overrides, absolute};
 
 const TEMPLATE_MANIFEST: &str = include_str!("../../plugin-template/Cargo.toml");
 const TEMPLATE_LIB: &str = include_str!("../../plugin-template/src/lib.rs");
@@ -110,6 +115,97 @@ pub fn create(name: &str, category: &str, dir: &Path, abi_dir: Option<&Path>) ->
         written.push(copy);
     }
     Ok(written)
+}
+
+/// What to do after creating crate `name` in `dir`: when a server that builds
+/// sources serves the folder `dir` is in, saving is enough; otherwise, the
+/// command that builds it and where its library lands.
+pub fn next_steps(name: &str, dir: &Path) -> Vec<String> {
+    let names = Names::new(name);
+    let edit = format!("next: edit {}", dir.join("src").join("lib.rs").display());
+    match building_server(dir) {
+        Some(url) => vec![
+            format!("{edit} and save"),
+            format!(
+                "the server on {url} builds node sources under its nodes_path: it builds `{}` now and again on \
+                 every save, and serves node `{}`",
+                names.crate_name, names.uid
+            ),
+        ],
+        None => {
+            let library = dir.join(format!(
+                "{}{}{}",
+                std::env::consts::DLL_PREFIX,
+                names.lib_name,
+                std::env::consts::DLL_SUFFIX
+            ));
+            vec![
+                edit,
+                format!(
+                    "then build it: `nano-server build {}` (add --release to optimise) installs {}",
+                    dir.display(),
+                    library.display()
+                ),
+                format!(
+                    "a server whose nodes_path holds it serves node `{}` (and swaps in each new build)",
+                    names.uid
+                ),
+            ]
+        }
+    }
+}
+
+/// How long `new` may spend looking for a running server.
+const PROBE_BUDGET: Duration = Duration::from_millis(300);
+
+/// The address of a running server that will build `dir` when it changes:
+/// the configuration in the current folder builds sources and watches a
+/// `nodes_path` holding `dir`, and its port answers `GET /` with the status
+/// document of the same server uid, within [`PROBE_BUDGET`].
+fn building_server(dir: &Path) -> Option<String> {
+    let config = Config::load(&crate::config::default_file(), &Overrides::default()).ok()?;
+    if !(config.build_sources && config.auto_watch && absolute(dir).starts_with(&config.nodes_path)) {
+        return None;
+    }
+    let host = match config.host.as_str() {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "::" | "[::]" => "::1",
+        host => host,
+    };
+    let address = (host, config.port).to_socket_addrs().ok()?.next()?;
+    let deadline = Instant::now() + PROBE_BUDGET;
+    let mut stream = TcpStream::connect_timeout(&address, PROBE_BUDGET).ok()?;
+    let bearer = config
+        .auth_token
+        .as_deref()
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    stream.set_write_timeout(Some(PROBE_BUDGET)).ok()?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {address}\r\n{bearer}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())?;
+        stream.set_read_timeout(Some(left)).ok()?;
+        match stream.read(&mut chunk).ok()? {
+            0 => break,
+            n if response.len() + n <= 1 << 20 => response.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+    let response = String::from_utf8(response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let status: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    (status["serverUid"] == config.identity.server_uid.as_str()).then(|| format!("http://{address}"))
 }
 
 fn manifest_text(names: &Names, abi: &Path) -> String {

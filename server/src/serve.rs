@@ -191,6 +191,12 @@ fn load_all(reconciler: &mut Reconciler, registry: &NodeRegistry, config: &Confi
         snapshot.libraries,
         if snapshot.libraries == 1 { "y" } else { "ies" },
     );
+    // A Python SDK project pointed at this server: say so once.
+    if snapshot.libraries == 0
+        && let Some(warning) = crate::loader::python_nodes_warning(root)
+    {
+        tracing::warn!(nodes_path = %root.display(), "{warning}");
+    }
     Ok(())
 }
 

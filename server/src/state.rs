@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{
     config::Identity,
-    execution::{ExecutionRequest, Executor, Failure, Status, StatusSink},
+    execution::{ExecutionRequest, Executor, Failure, Origin, Status, StatusSink},
     metrics, protocol,
     registry::NodeRegistry,
 };
@@ -96,7 +96,13 @@ impl ServerState {
 
     /// Starts an execution of the node `request` names, for `owner`; every
     /// status goes to `sink`, an unknown uid's error included.
-    pub(crate) fn start_execution(&self, owner: u64, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
+    pub(crate) fn start_execution(
+        &self,
+        owner: u64,
+        request: ExecutionRequest,
+        origin: Origin,
+        sink: Arc<dyn StatusSink>,
+    ) {
         let snapshot = self.registry.snapshot();
         let Some(node) = snapshot.get(&request.node_uid) else {
             metrics::counter!(metrics::EXECUTIONS, "node" => metrics::UNKNOWN_NODE_LABEL, "outcome" => "unknown_node")
@@ -107,7 +113,7 @@ impl ServerState {
             ));
             return;
         };
-        self.executor.start(owner, &node.target, request, sink);
+        self.executor.start(owner, &node.target, request, origin, sink);
     }
 
     /// A fresh id for a connection or an HTTP execution (an "owner").

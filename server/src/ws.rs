@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use crate::{
-    execution::{Failure, Status, StatusSink},
+    execution::{Failure, Origin, Status, StatusSink},
     metrics,
     protocol::{self, ClientMessage},
     state::{OpenWebSocket, ServerState},
@@ -277,7 +277,12 @@ fn dispatch(state: &ServerState, connection: u64, outbox: &Arc<Outbox>, text: &s
         Ok(ClientMessage::RequestExecution { node_id, request }) => {
             tracing::debug!(connection, instance = %request.instance_id, node = %request.node_uid, "request_execution");
             let sink = ConnectionSink::new(state, outbox, &request.instance_id, &node_id);
-            state.start_execution(connection, request, sink);
+            let origin = Origin {
+                transport: "websocket",
+                node_id: node_id.to_string(),
+                traceparent: None,
+            };
+            state.start_execution(connection, request, origin, sink);
         }
         Ok(ClientMessage::InvalidExecution {
             instance_id,

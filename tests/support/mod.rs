@@ -272,6 +272,12 @@ impl Server {
         Self::spawn(command, tempfile::tempdir().unwrap(), BUILD_PATIENCE)
     }
 
+    /// Starts the server from a command the test made (e.g. with
+    /// [`server_command_bare`]); it must make the server print its address.
+    pub fn start_command(command: Command) -> Self {
+        Self::spawn(command, tempfile::tempdir().unwrap(), PATIENCE)
+    }
+
     /// In process isolation whatever `NANO_TEST_ISOLATION` says, with extra
     /// environment variables (inherited by its workers).
     pub fn start_isolated(nodes: &NodesDir, extra_config: &str, env: &[(&str, &str)]) -> Self {
@@ -578,12 +584,20 @@ pub fn server_command(config: &Path) -> Command {
 
 /// The server command with `--isolation isolation` (if any).
 fn server_command_in(config: &Path, isolation: Option<String>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_nano-server"));
+    let mut command = command_without_config(isolation);
+    command.arg("--config").arg(config);
     command
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("RUST_BACKTRACE", "0");
+}
+
+/// The server binary without `--config` (it picks its file), with the
+/// orchestrator's variables cleared and `NANO_TEST_ISOLATION` applied.
+pub fn server_command_bare() -> Command {
+    command_without_config(isolation_override())
+}
+
+fn command_without_config(isolation: Option<String>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nano-server"));
+    command.env("RUST_LOG", "info").env("RUST_BACKTRACE", "0");
     if let Some(mode) = isolation {
         command.arg("--isolation").arg(mode);
     }
@@ -594,6 +608,7 @@ fn server_command_in(config: &Path, isolation: Option<String>) -> Command {
         "SERVER_DISPLAY_NAME",
         "SERVER_PACKAGE_ID",
         "NANOCORE_HTTP_ENDPOINT",
+        "NANOCORE_ENDPOINT",
     ] {
         command.env_remove(var);
     }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json, value::RawValue};
 
 use crate::{
     connection::ConnectionHandle,
-    execution::{Executor, Failure, Status, StatusSink},
+    execution::{Executor, Failure, Origin, Status, StatusSink},
     protocol::unknown_node_message,
     state::ServerState,
 };
@@ -182,13 +182,22 @@ pub(crate) async fn execute(
     }
     let instance_id = request.instance_id.clone();
     let owner = state.next_connection_id();
+    let sse = wants_event_stream(&headers);
+    let origin = Origin {
+        transport: if sse { "sse" } else { "http" },
+        node_id: node_id.to_string(),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+    };
     let mut guard = AbortOnDrop {
         executor: Arc::clone(&state.executor),
         owner,
         armed: true,
     };
     let started = Instant::now();
-    if wants_event_stream(&headers) {
+    if sse {
         let executor = Arc::clone(&state.executor);
         let on_overflow = Box::new(move || {
             drop(executor.abort_owner(owner));
@@ -197,12 +206,17 @@ pub(crate) async fn execute(
             }
         });
         let (sink, statuses, unsent) = sse::StreamSink::new(state.limits.max_outbox_bytes, on_overflow);
-        state.start_execution(owner, request, Arc::new(sink));
+        state.start_execution(owner, request, origin, Arc::new(sink));
         return Ok(sse::event_stream(statuses, unsent, guard, instance_id, node_id).into_response());
     }
     // A plain JSON answer needs only the final status: this task wakes once.
     let (sink, answer) = tokio::sync::oneshot::channel();
-    state.start_execution(owner, request, Arc::new(FinalSink(std::sync::Mutex::new(Some(sink)))));
+    state.start_execution(
+        owner,
+        request,
+        origin,
+        Arc::new(FinalSink(std::sync::Mutex::new(Some(sink)))),
+    );
     let Ok(status) = answer.await else {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -34,6 +34,17 @@ use serde_json::value::RawValue;
 use self::admission::{Admission, Book, Pending};
 use crate::{lock, metrics};
 
+/// Where an execution request came from, for its span (logs, traces).
+#[derive(Debug, Default)]
+pub struct Origin {
+    /// `websocket`, `http` or `sse`.
+    pub transport: &'static str,
+    /// The request's `nodeId`, as JSON text.
+    pub node_id: String,
+    /// A W3C `traceparent` to continue (HTTP only).
+    pub traceparent: Option<String>,
+}
+
 /// What to run, with every JSON part already validated.
 #[derive(Debug, Clone)]
 pub struct ExecutionRequest {
@@ -209,9 +220,29 @@ impl Executor {
     /// Starts an execution of `target` for `owner` (a connection id) and
     /// returns at once; every status, the final one included, goes to `sink`.
     /// Beyond the admission limits it is refused at once with a `busy` error.
-    pub fn start(&self, owner: u64, target: &Target, request: ExecutionRequest, sink: Arc<dyn StatusSink>) {
+    pub fn start(
+        &self,
+        owner: u64,
+        target: &Target,
+        request: ExecutionRequest,
+        origin: Origin,
+        sink: Arc<dyn StatusSink>,
+    ) {
         let shared = &self.shared;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "execution",
+            instanceId = %request.instance_id,
+            node = %request.node_uid,
+            nodeId = %origin.node_id,
+            transport = origin.transport,
+            outcome = tracing::field::Empty,
+            queue_wait_ms = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        if let Some(traceparent) = &origin.traceparent {
+            crate::telemetry::continue_trace(&span, traceparent);
+        }
         let execution = Arc::new(Execution {
             id,
             uid: Arc::clone(&target.uid),
@@ -221,7 +252,7 @@ impl Executor {
             sink,
             worker: Mutex::new(WorkerState::default()),
             queued_at: Instant::now(),
-            span: tracing::info_span!("execution", instance = %request.instance_id, node = %request.node_uid),
+            span,
             shared: Arc::clone(shared),
             abort_hook: Mutex::new(None),
         });
@@ -442,6 +473,10 @@ impl Execution {
             return None;
         }
         self.forward(Status::Running);
+        self.span.record(
+            "queue_wait_ms",
+            started.duration_since(self.queued_at).as_secs_f64() * 1e3,
+        );
         let timer = shared.timeout.and_then(|limit| self.start_timer(limit));
         hot.in_flight.increment(1.0);
         self.lock_worker().running = true;
@@ -487,7 +522,16 @@ impl Execution {
     /// and gives its slot to the next one waiting.
     fn conclude(&self, started: Instant, status: Status) {
         let node_metrics = self.metrics.get_or_init(|| metrics::NodeMetrics::new(&self.uid));
-        node_metrics.duration.record(started.elapsed().as_secs_f64());
+        let duration = started.elapsed().as_secs_f64();
+        node_metrics.duration.record(duration);
+        self.span.record("duration_ms", duration * 1e3);
+        self.span.record(
+            "outcome",
+            match &status {
+                Status::Error(failure, _) => failure.label(),
+                _ => "complete",
+            },
+        );
         self.count(&status);
         self.finish(status);
         let shared = &self.shared;
@@ -505,7 +549,7 @@ impl Execution {
     fn count(&self, status: &Status) {
         match status {
             Status::Error(failure, message) => {
-                tracing::debug!(parent: &self.span, outcome = failure.label(), %message, "execution failed");
+                tracing::debug!(parent: &self.span, outcome = failure.label(), error = %message, "execution failed");
                 metrics::counter!(metrics::EXECUTIONS, "node" => self.uid.to_string(), "outcome" => failure.label())
                     .increment(1);
             }

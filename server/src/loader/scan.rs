@@ -78,6 +78,26 @@ pub fn scan(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// The warning for a nodes folder of the Python SDK's `node.py` files with
+/// no compiled library and no node crate to build: a Python project pointed
+/// at this server. `None` otherwise (or when `root` cannot be read).
+pub fn python_nodes_warning(root: &Path) -> Option<&'static str> {
+    let mut python = false;
+    for (path, is_dir) in walk(root, "nodes_path").ok()? {
+        let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default();
+        if is_dir {
+            continue;
+        } else if is_plugin_file(&path) || name == "Cargo.toml" {
+            return None;
+        }
+        python |= name == "node.py";
+    }
+    python.then_some(
+        "nodes_path holds Python nodes (node.py) and no compiled libraries: this is nano-server, which serves \
+         Rust plugins; run the project with the Python SDK, or see README \"Write your first node\"",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +109,28 @@ mod tests {
         assert!(!is_plugin_file(Path::new(&format!("nodes/a/disabled.libx.{ext}"))));
         assert!(!is_plugin_file(Path::new(&format!("nodes/a/libx.disabled.{ext}"))));
         assert!(!is_plugin_file(Path::new("nodes/a/node.py")));
+    }
+
+    #[test]
+    fn python_nodes_alone_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |relative: &str| {
+            let path = dir.path().join(relative);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "").unwrap();
+        };
+        assert_eq!(python_nodes_warning(dir.path()), None, "an empty folder");
+        write("processing/simple_text_node/node.py");
+        write("processing/simple_text_node/__init__.py");
+        let warning = python_nodes_warning(dir.path()).unwrap();
+        assert!(
+            warning.contains("node.py") && warning.contains("Python SDK"),
+            "{warning}"
+        );
+        write("text/shout/Cargo.toml");
+        assert_eq!(python_nodes_warning(dir.path()), None, "a crate to build");
+        fs::remove_file(dir.path().join("text/shout/Cargo.toml")).unwrap();
+        write(&format!("text/shout/libshout.{}", std::env::consts::DLL_EXTENSION));
+        assert_eq!(python_nodes_warning(dir.path()), None, "a library");
     }
 }

@@ -41,18 +41,9 @@ pub struct Client {
 impl Client {
     /// A client for `endpoint` (empty: not configured) with `token`.
     pub fn new(endpoint: &str, token: Option<String>) -> anyhow::Result<Self> {
-        // reqwest's rustls is built without a provider: install ring, once.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // Between two reads, not in total: large downloads take what they take.
-            .read_timeout(Duration::from_secs(60))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("nano-server/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let base = endpoint.trim().trim_end_matches('/');
         Ok(Self {
-            http,
+            http: http_client()?,
             base: (!base.is_empty()).then(|| base.to_owned()),
             token: token.filter(|t| !t.is_empty()),
         })
@@ -228,6 +219,25 @@ impl Client {
         let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
         Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
+}
+
+/// The server's one HTTP client (NanoCore's API, trace export): built once,
+/// shared by every caller (clones share its connection pool).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    // reqwest's rustls is built without a provider: install ring, once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        // Between two reads, not in total: large downloads take what they take.
+        .read_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("nano-server/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    Ok(CLIENT.get_or_init(|| client).clone())
 }
 
 /// The innermost cause: "Connection refused (os error 111)" rather than

@@ -27,7 +27,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-pub use client::{Client, Failure};
+pub use client::{Client, Failure, http_client};
 use nano_plugin_abi::services::{CHUNK_BYTES, ErrorKind, Resource, Upload, check_hash, wire::Call};
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::JoinHandle};
