@@ -255,7 +255,7 @@ EOF
         for pid in $(tree_pids "$server_pid"); do
             echo 5 >"/proc/$pid/clear_refs"
         done
-        before_kib="$(tree_kib VmRSS)"
+        file_before_kib="$(tree_kib VmRSS)"
         file="$tmp/file-$mode.bin"
         if [[ "$op" == download ]]; then
             body="{\"inputs\":{\"asset\":[\"$hash\"]},\"parameters\":{\"op\":\"download\",\"path\":\"$file\"}}"
@@ -266,7 +266,7 @@ EOF
         code="$(curl -sS -o "$tmp/answer.json" -w '%{http_code}' -X POST "$base/nodes/bench-asset-file/execute" \
             -H 'content-type: application/json' -d "$body")" || server_failed
         took=$(($(now_ns) - started))
-        growth=$(($(tree_kib VmHWM) - before_kib))
+        growth=$(($(tree_kib VmHWM) - file_before_kib))
         [[ "$code" == 200 ]] || { log "$op answered $code: $(cat "$tmp/answer.json")"; exit 1; }
         result="$(jq -r '.outputs.result[0]' "$tmp/answer.json")"
         if [[ "$op" == download ]]; then
