@@ -354,3 +354,31 @@ async fn a_stop_first_swap_ends_the_old_worker_before_the_new_one_starts() {
         1
     );
 }
+
+#[tokio::test]
+async fn an_execution_waiting_for_a_restart_gives_up_after_worker_restart_wait_ms() {
+    // The restart takes 2 s; an execution waits at most 300 ms for it.
+    let server = Server::start_isolated(
+        &with_fault_plugin(),
+        "worker_restart_initial_ms = 2000\nworker_restart_max_ms = 2000\nworker_restart_wait_ms = 300",
+        &[],
+    );
+    let mut client = Client::connect(&server).await;
+    let statuses = client.execute("fault", json!({}), fault("segv", json!({}))).await;
+    assert!(
+        final_status(&statuses)["message"].as_str().unwrap().contains("SIGSEGV"),
+        "{statuses:?}"
+    );
+    let statuses = client.execute("fault-ok", json!({}), json!({})).await;
+    let message = final_status(&statuses)["message"].as_str().unwrap().to_owned();
+    assert_eq!(
+        message,
+        format!("node crashed: the worker for {FAULT_LIBRARY} is restarting after a crash; try again later")
+    );
+    // It gave up before the worker came back.
+    assert!(!server.logs().contains("worker restarted"), "{}", server.logs());
+    // Once it is back, the library serves again.
+    server.wait_for_log("worker restarted");
+    let statuses = client.execute("fault-ok", json!({}), json!({})).await;
+    assert_eq!(final_status(&statuses)["type"], "complete", "{statuses:?}");
+}
