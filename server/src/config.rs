@@ -87,6 +87,7 @@ struct FileConfig {
     worker_restart_wait_ms: Option<u64>,
     swap_strategy: Option<SwapStrategy>,
     libraries: Option<std::collections::BTreeMap<String, LibrarySettings>>,
+    ui: Option<bool>,
 }
 
 /// How a new version of a library replaces the old one (process isolation).
@@ -223,6 +224,8 @@ pub struct Config {
     pub stop_first_libraries: std::collections::HashSet<String>,
     /// What loading the file found worth telling (see [`Config::log_notes`]).
     pub notes: Vec<LoadNote>,
+    /// Serve the browser pages under `/ui/` (and the asset routes they use).
+    pub ui: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -263,6 +266,7 @@ impl std::fmt::Debug for Config {
             .field("swap_strategy", &self.swap_strategy)
             .field("stop_first_libraries", &self.stop_first_libraries)
             .field("notes", &self.notes)
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -465,6 +469,7 @@ impl Config {
                 .map(|(path, _)| path)
                 .collect(),
             notes,
+            ui: parsed.ui.unwrap_or(true),
         })
     }
 
@@ -931,6 +936,12 @@ mod tests {
         }
         assert!(keys.len() >= 36, "{keys:?}");
         assert!(is_json(Path::new("x/nanoserver.JSON")) && !is_json(Path::new("config.toml")));
+    }
+
+    #[test]
+    fn the_pages_are_served_unless_turned_off() {
+        assert!(load("server_uid = \"s\"", &[]).unwrap().ui);
+        assert!(!load("server_uid = \"s\"\nui = false", &[]).unwrap().ui);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The HTTP side of the server, on one port: `GET /` (status document or
-//! the WebSocket upgrade), the HTTP API of [`crate::api`], request logging,
-//! metrics and the body limit.
+//! the WebSocket upgrade), the HTTP API of [`crate::api`], the browser
+//! pages of `crate::ui`, request logging, metrics and the body limit.
 
 use std::{
     future::Future,
@@ -27,7 +27,7 @@ use crate::{
     connection::RateLimitedCount,
     metrics,
     state::{Limits, ServerState},
-    ws,
+    ui, ws,
 };
 
 #[derive(OpenApi)]
@@ -37,6 +37,8 @@ use crate::{
         (name = "nano", description = "The Nano protocol: status document and WebSocket"),
         (name = "nodes", description = "Node definitions"),
         (name = "execute", description = "Running and stopping nodes"),
+        (name = "server", description = "Libraries, refusals, executions, workers and the last failures"),
+        (name = "assets", description = "NanoCore's assets for the browser pages, through the server"),
         (name = "health", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -45,7 +47,7 @@ struct ApiDoc;
 /// The routes of the server, with the OpenAPI document built from them.
 pub fn router(state: ServerState) -> Router {
     let max_request_bytes = state.limits.max_request_bytes;
-    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(root))
         .routes(routes!(api::list_nodes))
         .routes(routes!(api::get_node))
@@ -55,7 +57,19 @@ pub fn router(state: ServerState) -> Router {
         .routes(routes!(api::readyz))
         .routes(routes!(api::render_metrics))
         .routes(routes!(api::openapi))
-        .split_for_parts();
+        .routes(routes!(api::events::definition_events))
+        .routes(routes!(api::server::libraries))
+        .routes(routes!(api::server::server_report));
+    // The pages, and the asset routes only they need: `ui = false` turns both off.
+    let (router, document) = if state.setup.ui {
+        let (router, document) = router
+            .routes(routes!(api::assets::upload_asset))
+            .routes(routes!(api::assets::presigned_asset))
+            .split_for_parts();
+        (router.merge(ui::router()), document)
+    } else {
+        router.split_for_parts()
+    };
     state.set_openapi_json(document.to_json().expect("the OpenAPI document serialises"));
     router
         .route_layer(tower::layer::layer_fn(CountRequests))
@@ -121,16 +135,22 @@ async fn root(
     }
 }
 
-/// With `auth_token` set, everything but the health probes needs
-/// `Authorization: Bearer <token>`; compared in constant time. (A
-/// `ValidateRequest` for tower-http's layer: unlike `middleware::from_fn`,
-/// it boxes nothing per request.)
+/// With `auth_token` set, everything but the health probes and the pages'
+/// static files needs `Authorization: Bearer <token>`; compared in
+/// constant time. (A `ValidateRequest` for tower-http's layer: unlike
+/// `middleware::from_fn`, it boxes nothing per request.)
 // tower-http's `ValidateRequest` wants `Result<(), Response>`.
 #[allow(clippy::result_large_err)]
 fn require_token(token: Option<Arc<str>>) -> impl Fn(&mut Request) -> Result<(), Response> + Clone {
     move |request: &mut Request| {
         let Some(token) = &token else { return Ok(()) };
         if matches!(request.uri().path(), "/healthz" | "/readyz") {
+            return Ok(());
+        }
+        // The pages' static files: the page asks for the token and sends it
+        // with every data call.
+        let path = request.uri().path();
+        if request.method() == axum::http::Method::GET && (path == "/ui" || path.starts_with("/ui/")) {
             return Ok(());
         }
         let presented = request

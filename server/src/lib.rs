@@ -4,8 +4,9 @@
 //! in: discovery, trust, loading), `reconcile` and `watcher` (keeping the
 //! served set equal to the disk), `registry` (what is served now),
 //! `execution` (running a node, on a backend), [`protocol`] (the wire
-//! format), `state`, `ws`, `http` and `api` (the transports), `metrics`
-//! (what is measured); [`serve`] ties them together. [`build`],
+//! format), `state`, `ws`, `http` and `api` (the transports), `ui` (the
+//! browser pages), `metrics` and `failures` (what is measured and kept);
+//! [`serve`] ties them together. [`build`],
 //! [`scaffold`] and [`catalog`] back the `build`, `new`, `inspect` and
 //! `nodes` commands.
 //!
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod config;
 mod connection;
 mod execution;
+mod failures;
 mod http;
 pub mod loader;
 mod metrics;
@@ -29,6 +31,7 @@ pub mod scaffold;
 pub mod serve;
 mod state;
 pub mod telemetry;
+mod ui;
 mod watcher;
 mod ws;
 

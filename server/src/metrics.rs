@@ -129,3 +129,101 @@ impl NodeMetrics {
         }
     }
 }
+
+/// One sample of a counter or gauge, read back from the text exposition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The counters and gauges of a rendered exposition (histograms and
+/// summaries are left out): what the operator page shows, without a second
+/// set of counters beside the metrics.
+pub fn samples(rendered: &str) -> Vec<Sample> {
+    let mut histograms = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for line in rendered.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some((name, "histogram" | "summary")) = rest.split_once(' ') {
+                histograms.insert(name.to_owned());
+            }
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if let Some(sample) = parse_sample(line)
+            && !histograms.iter().any(|h| sample.name.starts_with(h.as_str()))
+        {
+            samples.push(sample);
+        }
+    }
+    samples
+}
+
+/// `name{label="value",…} 12` (label values with `\"`, `\\` and `\n` escapes).
+fn parse_sample(line: &str) -> Option<Sample> {
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_owned();
+    let mut labels = std::collections::BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices();
+        let mut key = String::new();
+        loop {
+            let (at, c) = chars.next()?;
+            match c {
+                '}' => {
+                    rest = &inner[at + 1..];
+                    break;
+                }
+                ',' | ' ' => {}
+                '=' => {
+                    if chars.next()?.1 != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next()?.1 {
+                            '"' => break,
+                            '\\' => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                other => value.push(other),
+                            },
+                            other => value.push(other),
+                        }
+                    }
+                    labels.insert(std::mem::take(&mut key), value);
+                }
+                other => key.push(other),
+            }
+        }
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Sample { name, labels, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_gauges_are_read_back_and_histograms_left_out() {
+        let text = "# TYPE nano_workers gauge\nnano_workers 2\n\
+            # TYPE nano_worker_restarts_total counter\n\
+            nano_worker_restarts_total{library=\"a/lib \\\"x\\\".so\",reason=\"crashed\"} 3\n\
+            # TYPE nano_execution_duration_seconds histogram\n\
+            nano_execution_duration_seconds_bucket{node=\"n\",le=\"0.5\"} 1\n\
+            nano_execution_duration_seconds_sum{node=\"n\"} 0.1\n\
+            nano_execution_duration_seconds_count{node=\"n\"} 1\n";
+        let samples = samples(text);
+        assert_eq!(samples.len(), 2, "{samples:?}");
+        assert_eq!(samples[0].name, "nano_workers");
+        assert_eq!(samples[0].value, 2.0);
+        assert_eq!(samples[1].labels["library"], "a/lib \"x\".so");
+        assert_eq!(samples[1].labels["reason"], "crashed");
+        assert_eq!(samples[1].value, 3.0);
+    }
+}

@@ -94,6 +94,7 @@ impl Reconciler {
         report.removed.sort();
         for path in &report.removed {
             self.seen.remove(path);
+            self.registry.forget_refusal(path);
         }
         // Removed files that never served anything change nothing.
         report.removed.retain(|path| self.registry.library(path).is_some());
@@ -166,6 +167,10 @@ impl Reconciler {
             if touched {
                 tracing::info!(library = %path.display(), "unchanged content; nothing to do");
             }
+            // Back to the version served: a refusal of another version is moot.
+            if served == Some(hash) && self.registry.library(path).is_some() {
+                self.registry.forget_refusal(path);
+            }
             self.seen.insert(path.to_owned(), record);
             return None;
         }
@@ -181,6 +186,7 @@ impl Reconciler {
         } else {
             tracing::info_span!("library_load", library = %path.display())
         };
+        let started = Instant::now();
         let result = trusted
             .and_then(|()| span.in_scope(|| self.backend.load(path, &bytes)))
             .map(|loaded| Library {
@@ -188,6 +194,8 @@ impl Reconciler {
                 abi_version: loaded.abi_version,
                 nodes: loaded.nodes,
                 runtime: loaded.runtime,
+                loaded_at: SystemTime::now(),
+                load_duration: started.elapsed(),
             });
         let library = match result {
             Ok(library) => {
@@ -202,6 +210,8 @@ impl Reconciler {
                     tracing::warn!(library = %path.display(), "refused {}: {err}", path.display());
                 }
                 metrics::counter!(metrics::LIBRARY_FAILURES).increment(1);
+                self.registry
+                    .refuse(path, err.to_string(), self.registry.library(path).is_some());
                 report.refused.push((path.to_owned(), err));
                 None
             }

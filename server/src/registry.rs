@@ -5,13 +5,14 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
 };
 
 use arc_swap::ArcSwap;
 use serde_json::value::RawValue;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::{
     execution::{LibraryRuntime, Target},
@@ -29,6 +30,9 @@ pub struct Library {
     /// Its nodes, in the order the library lists them.
     pub nodes: Vec<NodeInfo>,
     pub runtime: Arc<dyn LibraryRuntime>,
+    /// When this version was loaded, and how long loading it took.
+    pub loaded_at: SystemTime,
+    pub load_duration: Duration,
 }
 
 impl std::fmt::Debug for Library {
@@ -130,6 +134,22 @@ struct Inner {
     /// Versions no longer served whose shutdown hook is still owed.
     retired: Mutex<Vec<Arc<Library>>>,
     updates: broadcast::Sender<Arc<Snapshot>>,
+    /// Library files not served, and why, by path.
+    refused: Mutex<BTreeMap<PathBuf, Refusal>>,
+    /// How often the library at a path was replaced by a new version.
+    swaps: Mutex<HashMap<PathBuf, u64>>,
+    /// Bumped on every change to the served set or the refusals.
+    revision: watch::Sender<u64>,
+}
+
+/// A library file that is not served, and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub path: PathBuf,
+    pub reason: String,
+    pub at: SystemTime,
+    /// A version loaded earlier from the same path is still served.
+    pub previous_serving: bool,
 }
 
 impl NodeRegistry {
@@ -142,6 +162,9 @@ impl NodeRegistry {
                 libraries: Mutex::new(libraries),
                 retired: Mutex::new(Vec::new()),
                 updates,
+                refused: Mutex::new(BTreeMap::new()),
+                swaps: Mutex::new(HashMap::new()),
+                revision: watch::channel(0).0,
             }),
         }
     }
@@ -161,9 +184,24 @@ impl NodeRegistry {
             return Vec::new();
         }
         let mut previous = Vec::new();
+        {
+            let mut refused = lock(&self.inner.refused);
+            let mut swaps = lock(&self.inner.swaps);
+            for path in loaded.iter().map(|library| &library.path).chain(removed) {
+                refused.remove(path);
+            }
+            for path in removed {
+                swaps.remove(path);
+            }
+        }
         self.update(|libraries| {
             for library in loaded {
-                previous.extend(libraries.insert(library.path.clone(), Arc::new(library)));
+                let path = library.path.clone();
+                let replaced = libraries.insert(path.clone(), Arc::new(library));
+                if replaced.is_some() {
+                    *lock(&self.inner.swaps).entry(path).or_default() += 1;
+                }
+                previous.extend(replaced);
             }
             for path in removed {
                 previous.extend(libraries.remove(path));
@@ -181,8 +219,68 @@ impl NodeRegistry {
             .values()
             .any(|library| Arc::ptr_eq(&library.runtime, runtime));
         if served {
-            self.update(|libraries| libraries.retain(|_, library| !Arc::ptr_eq(&library.runtime, runtime)));
+            let mut failed = Vec::new();
+            self.update(|libraries| {
+                libraries.retain(|path, library| {
+                    let keep = !Arc::ptr_eq(&library.runtime, runtime);
+                    if !keep {
+                        failed.push(path.clone());
+                    }
+                    keep
+                });
+            });
+            for path in failed {
+                self.refuse(
+                    &path,
+                    "its worker failed for good while serving (see the log); not served until the file changes"
+                        .to_owned(),
+                    false,
+                );
+            }
         }
+    }
+
+    /// Records that the file at `path` was refused, and why.
+    pub fn refuse(&self, path: &Path, reason: String, previous_serving: bool) {
+        let refusal = Refusal {
+            path: path.to_owned(),
+            reason,
+            at: SystemTime::now(),
+            previous_serving,
+        };
+        lock(&self.inner.refused).insert(path.to_owned(), refusal);
+        self.inner.revision.send_modify(|revision| *revision += 1);
+    }
+
+    /// Forgets the refusal of `path` (its file is gone, or back to the
+    /// version served).
+    pub fn forget_refusal(&self, path: &Path) {
+        if lock(&self.inner.refused).remove(path).is_some() {
+            self.inner.revision.send_modify(|revision| *revision += 1);
+        }
+    }
+
+    /// The library files not served, and why, by path.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        lock(&self.inner.refused).values().cloned().collect()
+    }
+
+    /// The libraries served now, by path, each with how often it was
+    /// replaced by a new version.
+    pub fn libraries(&self) -> Vec<(Arc<Library>, u64)> {
+        // Libraries, then swaps: the order `apply` takes them in.
+        let libraries = lock(&self.inner.libraries);
+        let swaps = lock(&self.inner.swaps);
+        libraries
+            .values()
+            .map(|library| (Arc::clone(library), swaps.get(&library.path).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// A counter bumped on every change to the served set or the refusals:
+    /// for event streams that only need the latest state.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.inner.revision.subscribe()
     }
 
     /// Whether any served library can run executions (its worker is up or
@@ -216,6 +314,7 @@ impl NodeRegistry {
         self.inner.snapshot.store(Arc::clone(&snapshot));
         // No subscribers is fine: nobody is connected.
         let _ = self.inner.updates.send(snapshot);
+        self.inner.revision.send_modify(|revision| *revision += 1);
     }
 
     /// A stream of snapshots, one per change, for `definitions_update`.

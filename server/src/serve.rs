@@ -15,7 +15,7 @@ use crate::{
     nanocore::Services,
     reconcile::Reconciler,
     registry::NodeRegistry,
-    state::{Limits, ServerState},
+    state::{Limits, ServerState, Setup},
     watcher,
 };
 
@@ -104,7 +104,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         loopback_only: local.ip().is_loopback(),
         ..limits
     };
-    let state = ServerState::new(config.identity.clone(), registry, executor, limits);
+    let setup = Setup {
+        started: std::time::SystemTime::now(),
+        isolation: config.isolation,
+        nodes_path: config.nodes_path.clone(),
+        ui: config.ui,
+        services: Arc::clone(&services),
+    };
+    let state = ServerState::new(config.identity.clone(), registry, executor, limits, setup);
     tracing::info!(
         %local,
         max_http_connections = connection_limits.max_connections,

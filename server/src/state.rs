@@ -3,21 +3,40 @@
 //! WebSockets, and the shutdown flags.
 //!
 //! Both transports import it; it imports neither (`http` → `api`, `ws` →
-//! `state` → `execution`, `registry`, `config`, `metrics`).
+//! `state` → `execution`, `registry`, `config`, `metrics`, `nanocore`).
 
-use std::sync::{
-    Arc, OnceLock,
-    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::SystemTime,
 };
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{
-    config::Identity,
+    config::{Identity, Isolation},
     execution::{ExecutionRequest, Executor, Failure, Origin, Status, StatusSink},
-    metrics, protocol,
+    metrics,
+    nanocore::Services,
+    protocol,
     registry::NodeRegistry,
 };
+
+/// How this server runs, for the operator page and the routes the
+/// browser pages use.
+pub struct Setup {
+    pub started: SystemTime,
+    pub isolation: Isolation,
+    /// The folder libraries are loaded from; paths are shown relative to it.
+    pub nodes_path: PathBuf,
+    /// Whether the pages under `/ui/` (and the asset routes they use) are served.
+    pub ui: bool,
+    /// NanoCore's API, reached with the server's token (never the browser's).
+    pub services: Arc<Services>,
+}
 
 /// Limits and access rules of the transports. Its `Debug` output redacts
 /// the token.
@@ -70,6 +89,7 @@ pub struct SharedState {
     pub executor: Arc<Executor>,
     pub metrics: PrometheusHandle,
     pub limits: Arc<Limits>,
+    pub setup: Setup,
     connections: Arc<AtomicU64>,
     open_websockets: Arc<AtomicUsize>,
     /// Flips to true when WebSockets should send their last frames and close.
@@ -79,13 +99,20 @@ pub struct SharedState {
 }
 
 impl ServerState {
-    pub fn new(identity: Identity, registry: NodeRegistry, executor: Arc<Executor>, limits: Limits) -> Self {
+    pub fn new(
+        identity: Identity,
+        registry: NodeRegistry,
+        executor: Arc<Executor>,
+        limits: Limits,
+        setup: Setup,
+    ) -> Self {
         Self(Arc::new(SharedState {
             identity: Arc::new(identity),
             registry,
             executor,
             metrics: metrics::install(),
             limits: Arc::new(limits),
+            setup,
             connections: Arc::new(AtomicU64::new(0)),
             open_websockets: Arc::new(AtomicUsize::new(0)),
             closing: tokio::sync::watch::channel(false).0,

@@ -1,11 +1,16 @@
 //! The plain HTTP API beside the Nano protocol: node definitions, execute
-//! (JSON or Server-Sent Events), stop, health, metrics, OpenAPI.
+//! (JSON or Server-Sent Events), stop, health, metrics, OpenAPI; the
+//! served set as events, the server's state and NanoCore's assets for the
+//! browser pages (`events`, `server`, `assets`).
 //!
 //! Every handler is annotated for utoipa and registered through
 //! utoipa-axum's `routes!`, which adds the route and its documentation
 //! together: the OpenAPI document cannot drift from the router.
 
+pub(crate) mod assets;
 mod body;
+pub(crate) mod events;
+pub(crate) mod server;
 mod sse;
 
 use std::{sync::Arc, time::Instant};

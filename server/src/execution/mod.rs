@@ -176,6 +176,8 @@ struct Shared {
     /// For the timeout timers: runtimes run nodes off the async runtime.
     runtime: Option<tokio::runtime::Handle>,
     book: Mutex<Book>,
+    /// The last failures, for the operator page.
+    failures: crate::failures::FailureLog,
 }
 
 impl Shared {
@@ -212,6 +214,7 @@ impl Executor {
                 timeout,
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 book: Mutex::new(Book::default()),
+                failures: crate::failures::FailureLog::default(),
             }),
             next_id: AtomicU64::new(0),
         }
@@ -356,6 +359,11 @@ impl Executor {
             .filter(|active| active.execution.lock_worker().stuck)
             .count();
         book.running() >= self.shared.limits.max_concurrent && stuck >= book.running()
+    }
+
+    /// The last failed executions, newest first.
+    pub fn recent_failures(&self) -> Vec<crate::failures::FailureRecord> {
+        self.shared.failures.recent()
     }
 
     /// Executions admitted whose final status has not been sent yet.
@@ -550,6 +558,7 @@ impl Execution {
         match status {
             Status::Error(failure, message) => {
                 tracing::debug!(parent: &self.span, outcome = failure.label(), error = %message, "execution failed");
+                self.shared.failures.record(&self.uid, failure.label(), message);
                 metrics::counter!(metrics::EXECUTIONS, "node" => self.uid.to_string(), "outcome" => failure.label())
                     .increment(1);
             }

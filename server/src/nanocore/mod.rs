@@ -111,6 +111,11 @@ impl Services {
         Arc::new(Self::new("", None, "").expect("a client without TLS roots builds"))
     }
 
+    /// NanoCore's API itself, for the server's own routes (`/assets`).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// A fresh id for a library version (or worker).
     pub fn version_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)

@@ -1,0 +1,77 @@
+//! `GET /events/definitions`: changes to what is served, as Server-Sent
+//! Events, for the browser pages and for scripts. At once, and then after
+//! every change: a `definitions` event (the list `GET /nodes` answers) when
+//! the served set changed, and a `libraries` event (what `GET /libraries`
+//! answers) when the libraries or the refusals changed.
+//!
+//! Only the latest state matters to such a client, so the stream follows
+//! the registry's revision counter (a `watch`), not its broadcast of
+//! snapshots: a slow reader skips states instead of lagging behind.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    extract::State,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use futures_util::Stream;
+
+use super::server::libraries_json;
+use crate::{registry::Snapshot, state::ServerState};
+
+/// What one client was last sent.
+struct Sent {
+    snapshot: Option<Arc<Snapshot>>,
+    libraries: String,
+}
+
+/// A stream of the definitions served and of the libraries (with the
+/// refused ones), sent at once and again whenever they change.
+#[utoipa::path(get, path = "/events/definitions", tag = "nodes",
+    responses((status = 200, content_type = "text/event-stream",
+        description = "Server-Sent Events: `definitions` (data: the NodeDefinitions, as `GET /nodes`) and \
+                       `libraries` (data: as `GET /libraries`), first at once, then after each change. \
+                       Ends when the server shuts down.")))]
+pub(crate) async fn definition_events(
+    State(state): State<ServerState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut changes = state.registry.watch();
+    changes.mark_changed();
+    let closing = state.closing();
+    let sent = Sent {
+        snapshot: None,
+        libraries: String::new(),
+    };
+    let stream = futures_util::stream::unfold(
+        (state, changes, closing, sent, Vec::<Event>::new()),
+        |(state, mut changes, mut closing, mut sent, mut pending)| async move {
+            loop {
+                if let Some(event) = pending.pop() {
+                    return Some((Ok(event), (state, changes, closing, sent, pending)));
+                }
+                if *closing.borrow() {
+                    return None;
+                }
+                tokio::select! {
+                    changed = changes.changed() => changed.ok()?,
+                    closed = closing.changed() => {
+                        closed.ok()?;
+                        continue;
+                    }
+                }
+                let snapshot = state.registry.snapshot();
+                let libraries = libraries_json(&state);
+                // Popped from the end: `definitions` goes first.
+                if libraries != sent.libraries {
+                    pending.push(Event::default().event("libraries").data(&libraries));
+                    sent.libraries = libraries;
+                }
+                if !sent.snapshot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &snapshot)) {
+                    pending.push(Event::default().event("definitions").data(snapshot.definitions.get()));
+                    sent.snapshot = Some(snapshot);
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
