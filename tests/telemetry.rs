@@ -261,3 +261,24 @@ async fn the_sdks_log_level_variables_apply_when_rust_log_is_unset() {
     let logs = server.logs();
     assert!(!logs.contains("INFO") && !logs.contains("DEBUG"), "{logs}");
 }
+
+#[tokio::test]
+async fn with_json_logs_what_a_worker_writes_to_stderr_is_a_json_line_naming_its_library() {
+    // test_plugin's shutdown hook writes to stderr; in process isolation
+    // that is the worker's stderr, which the server forwards.
+    let nodes = NodesDir::examples().with_plugin("test", "test_plugin");
+    let mut server = Server::start_isolated(&nodes, "log_format = \"json\"", &[]);
+    server.terminate();
+    assert_eq!(server.wait_exit(), 0);
+    let logs = server.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let forwarded = lines
+        .iter()
+        .find(|line| line["message"] == "test-echo: shutdown hook ran")
+        .unwrap_or_else(|| panic!("the worker's line is not in {logs}"));
+    assert_eq!(forwarded["library"], "test/libtest_plugin.so", "{forwarded}");
+    assert_eq!(forwarded["stream"], "stderr", "{forwarded}");
+}

@@ -119,6 +119,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         idle_timeout_ms = connection_limits.idle_timeout.as_millis() as u64,
         "listening"
     );
+    // Listening for SIGINT/SIGTERM before saying ready: a signal sent the
+    // moment we are ready drains instead of killing the process.
+    let stop = shutdown_signal();
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "nano-server listening on http://{local}")?;
@@ -129,7 +132,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         http::router(state.clone()),
         connection_limits,
-        drain_on_signal(state, config.shutdown_grace, services),
+        drain_on_signal(stop, state, config.shutdown_grace, services),
     )
     .await?;
     tracing::info!("stopped");
@@ -218,8 +221,13 @@ const SHUTDOWN_HOOKS_BUDGET: std::time::Duration = std::time::Duration::from_sec
 /// `shutdown_grace`; the rest are aborted with an error status; WebSockets
 /// get their last statuses and a close frame; then every loaded library's
 /// shutdown hook runs.
-async fn drain_on_signal(state: ServerState, grace: std::time::Duration, services: Arc<Services>) {
-    shutdown_signal().await;
+async fn drain_on_signal(
+    stop: impl std::future::Future<Output = ()>,
+    state: ServerState,
+    grace: std::time::Duration,
+    services: Arc<Services>,
+) {
+    stop.await;
     state.begin_shutdown();
     let in_flight = state.executor.active_count();
     tracing::info!(
@@ -266,24 +274,35 @@ async fn drain_on_signal(state: ServerState, grace: std::time::Duration, service
     });
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when it is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }
