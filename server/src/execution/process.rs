@@ -1020,17 +1020,20 @@ async fn supervise(library: Arc<ProcessLibrary>, worker: Arc<Worker>, mut io: Wo
     } else {
         format!("the worker for {label} {cause}")
     };
-    worker.fail_inflight(message);
-    // What this worker left allocated at NanoCore is freed for it.
-    let services = Arc::clone(&library.services);
-    let version = worker.version;
-    tokio::spawn(async move { services.end_version(version).await });
     let reason = if cause.contains("worker_memory_limit_mb") {
         "memory"
     } else {
         "crashed"
     };
+    // The library lets go of it (and schedules the restart) before its
+    // executions hear of the crash: a client that retries at once then
+    // waits for the new worker instead of reaching this dead one.
     library.worker_exited(&worker, crashed, reason);
+    worker.fail_inflight(message);
+    // What this worker left allocated at NanoCore is freed for it.
+    let services = Arc::clone(&library.services);
+    let version = worker.version;
+    tokio::spawn(async move { services.end_version(version).await });
 }
 
 /// The next frame of a starting worker: `Err(Ok(()))` when its channel
