@@ -176,6 +176,8 @@ async fn twenty_replacements_under_continuous_load_lose_nothing() {
     }
     assert!(total >= 20, "load ran throughout ({total} executions)");
     assert_eq!(run_swap_node(&mut observer, 0).await["outputs"]["version"], json!([V1]));
+    // Each swap is logged just after its definitions go out.
+    server.wait_for_log_count("swapped", 20);
     assert_eq!(server.logs().matches("swapped").count(), 20);
 }
 

@@ -337,7 +337,9 @@ async fn a_stop_first_swap_ends_the_old_worker_before_the_new_one_starts() {
     assert_eq!(last["type"], "complete", "{last}");
     assert_eq!(last["outputs"]["version"], json!(["1.0.0"]), "{last}");
     while definition_version(&client.next_update().await, "swap-node").as_deref() != Some("2.0.0") {}
-    // The old worker was gone before the new one was started.
+    // The old worker was gone before the new one was started. (The swap is
+    // logged just after the new definitions go out: wait for the line.)
+    server.wait_for_log("swapped ");
     let logs = server.logs();
     let stopped = logs
         .find(&format!(
