@@ -71,18 +71,8 @@ pids+=($!)
 for _ in $(seq 1 100); do [[ -s "$tmp/sink.port" ]] && break; sleep 0.1; done
 sink="http://127.0.0.1:$(cat "$tmp/sink.port")"
 
-# The first line of every recorded result (as bench/src/stamp.rs writes it).
-commit_stamp() {
-    local measured hash status
-    measured="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    if hash="$(git rev-parse HEAD 2>/dev/null)" &&
-        status="$(git --no-optional-locks status --porcelain -- ':(top,exclude)bench/results' 2>/dev/null)"; then
-        [[ -z "$status" ]] && echo "commit: $hash (clean) measured $measured" ||
-            echo "commit: $hash (uncommitted changes) measured $measured"
-    else
-        echo "commit: unknown measured $measured"
-    fi
-}
+# shellcheck source=bench/stamp.sh
+source bench/stamp.sh
 
 # One measurement: variant, isolation -> "executions/s cpu_us"
 measure() {

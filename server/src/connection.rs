@@ -381,19 +381,33 @@ impl http_body::Body for CountedBody {
     }
 }
 
-/// Counts events and says when to log them: at most once a second, with
-/// how many happened since the last line.
-#[derive(Default)]
+/// Counts events and says when to log them: at most once a period (a
+/// second by default), with how many happened since the last line.
+#[derive(Debug)]
 pub struct RateLimitedCount {
     count: AtomicU64,
     last_logged_ms: AtomicU64,
+    period_ms: u64,
+}
+
+impl Default for RateLimitedCount {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl RateLimitedCount {
+    /// At most one line a second.
     pub const fn new() -> Self {
+        Self::every(Duration::from_secs(1))
+    }
+
+    /// At most one line per `period`.
+    pub const fn every(period: Duration) -> Self {
         Self {
             count: AtomicU64::new(0),
             last_logged_ms: AtomicU64::new(0),
+            period_ms: period.as_millis() as u64,
         }
     }
 
@@ -401,9 +415,9 @@ impl RateLimitedCount {
     /// `n` events since the last one.
     pub fn hit(&self) -> Option<u64> {
         self.count.fetch_add(1, Ordering::SeqCst);
-        let now = u64::try_from(process_start().elapsed().as_millis()).unwrap_or(u64::MAX) + 1000;
+        let now = u64::try_from(process_start().elapsed().as_millis()).unwrap_or(u64::MAX) + self.period_ms;
         let last = self.last_logged_ms.load(Ordering::SeqCst);
-        if now < last + 1000 {
+        if now < last + self.period_ms {
             return None;
         }
         if self

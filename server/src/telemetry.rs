@@ -11,13 +11,7 @@
 //! collector costs a warning at most once a minute. With no endpoint
 //! configured nothing of this is installed, so it costs nothing.
 
-use std::{
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry::{propagation::TextMapPropagator, trace::TracerProvider as _};
@@ -28,6 +22,8 @@ use opentelemetry_sdk::{
     trace::{SdkTracerProvider, Tracer},
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::connection::RateLimitedCount;
 use tracing_subscriber::{
     EnvFilter, Layer, filter::Targets, layer::SubscriberExt, registry::LookupSpan, util::SubscriberInitExt,
 };
@@ -198,20 +194,19 @@ impl HttpClient for SharedClient {
 }
 
 /// Export failures, logged at most once a minute with how many there were.
-#[derive(Debug, Default)]
-struct Failures {
-    count: AtomicU64,
-    last: Mutex<Option<Instant>>,
+#[derive(Debug)]
+struct Failures(RateLimitedCount);
+
+impl Default for Failures {
+    fn default() -> Self {
+        Self(RateLimitedCount::every(Duration::from_secs(60)))
+    }
 }
 
 impl Failures {
     fn note(&self, why: &str) {
-        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = crate::lock(&self.last);
-        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-            *last = Some(Instant::now());
-            drop(last);
-            tracing::warn!(failures = count, "cannot export OpenTelemetry traces: {why}");
+        if let Some(failures) = self.0.hit() {
+            tracing::warn!(failures, "cannot export OpenTelemetry traces: {why}");
         }
     }
 }
