@@ -12,7 +12,9 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use support::{Client, NodesDir, Server, definition_uids, definition_version, final_status, lib_name, plugin, request};
+use support::{
+    Client, NodesDir, Server, definition_uids, definition_version, eventually, final_status, lib_name, plugin, request,
+};
 
 const V1: &str = "1.0.0";
 const V2: &str = "2.0.0";
@@ -132,6 +134,87 @@ async fn a_new_version_serves_new_executions_while_running_ones_finish_on_the_ol
         "finished on the version it started on"
     );
     server.wait_for_log("swapped");
+}
+
+/// Starts v1 with one slot for `swap-node`, runs a long execution in it and
+/// queues a second one behind it (admitted, not begun).
+async fn one_running_one_queued() -> (NodesDir, Server, Client) {
+    let nodes = NodesDir::examples().with_file(&format!("test/swap/{}", lib_name("swap")), &swap_bytes(V1));
+    let server = Server::start_with(
+        &nodes,
+        "watch_debounce_time = 100\n[nodes.swap-node]\nmax_concurrent = 1",
+    );
+    let mut client = Client::connect(&server).await;
+    // Long enough to outlast the swap below even on a loaded machine.
+    client
+        .send(&request(
+            "wf-long",
+            json!(1),
+            "swap-node",
+            json!({}),
+            json!({"ms": 6000}),
+        ))
+        .await;
+    assert_eq!(client.next_status("wf-long", &json!(1)).await["type"], "running");
+    client
+        .send(&request(
+            "wf-queued",
+            json!(2),
+            "swap-node",
+            json!({}),
+            json!({"ms": 0}),
+        ))
+        .await;
+    eventually("the second execution to be queued", || async {
+        server.metric("nano_executions_queued").await == 1.0
+    })
+    .await;
+    (nodes, server, client)
+}
+
+#[tokio::test]
+async fn an_execution_queued_across_a_swap_runs_on_the_new_version() {
+    let (nodes, server, mut client) = one_running_one_queued().await;
+    replace(&installed(&nodes), &swap_bytes(V2), 1);
+    let update = client.next_update().await;
+    assert_eq!(definition_version(&update, "swap-node").as_deref(), Some(V2));
+    assert!(
+        !client
+            .backlog()
+            .iter()
+            .any(|frame| frame["instanceId"] == "wf-long" && support::is_final(&frame["payload"]["status"])),
+        "the long execution outlasted the swap (else this test proves nothing)"
+    );
+
+    let long = client.statuses_until_final("wf-long", &json!(1)).await;
+    assert_eq!(final_status(&long)["outputs"]["version"], json!([V1]));
+    // It began after the swap: the version served then runs it, not the
+    // one retired while it waited (whose worker is gone in process mode).
+    let queued = client.statuses_until_final("wf-queued", &json!(2)).await;
+    assert_eq!(final_status(&queued)["type"], "complete", "{queued:?}");
+    assert_eq!(final_status(&queued)["outputs"]["version"], json!([V2]));
+    assert_eq!(server.metric("nano_executions_queued").await, 0.0);
+}
+
+#[tokio::test]
+async fn an_execution_queued_when_its_library_is_removed_gets_a_clear_error() {
+    let (nodes, server, mut client) = one_running_one_queued().await;
+    std::fs::remove_file(installed(&nodes)).unwrap();
+    let update = client.next_update().await;
+    assert!(!definition_uids(&update).contains(&"swap-node".to_owned()));
+
+    let long = client.statuses_until_final("wf-long", &json!(1)).await;
+    assert_eq!(final_status(&long)["outputs"]["version"], json!([V1]));
+    let queued = client.statuses_until_final("wf-queued", &json!(2)).await;
+    assert_eq!(queued.len(), 1, "it never ran: {queued:?}");
+    assert_eq!(queued[0]["type"], "error");
+    let message = queued[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("swap-node") && message.contains("no longer served"),
+        "{message}"
+    );
+    // The server serves on.
+    assert_eq!(server.status_document().await["loadedNodes"], 3);
 }
 
 #[tokio::test]

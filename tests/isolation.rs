@@ -332,10 +332,17 @@ async fn a_stop_first_swap_ends_the_old_worker_before_the_new_one_starts() {
         .await;
     assert_eq!(client.next_status("long", &json!(1)).await["type"], "running");
     std::fs::write(nodes.path().join(&swap), std::fs::read(plugin("swap_v2")).unwrap()).unwrap();
+    // Arriving while the old version is stopped: it waits for the new one.
+    server.wait_for_log("stop-first swap: stopping the old worker");
+    client
+        .send(&request("during", json!(2), "swap-node", json!({}), json!({"ms": 0})))
+        .await;
     let statuses = client.statuses_until_final("long", &json!(1)).await;
     let last = final_status(&statuses);
     assert_eq!(last["type"], "complete", "{last}");
     assert_eq!(last["outputs"]["version"], json!(["1.0.0"]), "{last}");
+    let during = client.statuses_until_final("during", &json!(2)).await;
+    assert_eq!(final_status(&during)["outputs"]["version"], json!(["2.0.0"]), "{during:?}");
     while definition_version(&client.next_update().await, "swap-node").as_deref() != Some("2.0.0") {}
     // The old worker was gone before the new one was started. (The swap is
     // logged just after the new definitions go out: wait for the line.)

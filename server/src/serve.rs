@@ -79,6 +79,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         per_node: config.node_concurrency.clone(),
     };
     let executor = Arc::new(Executor::new(admission, config.execution_timeout));
+    {
+        let registry = registry.clone();
+        executor.resolve_with(Box::new(move |uid| {
+            registry.snapshot().get(uid).map(|node| node.target.clone())
+        }));
+    }
     let limits = Limits {
         auth_token: config.auth_token.as_deref().map(Into::into),
         max_message_bytes: config.max_message_bytes,

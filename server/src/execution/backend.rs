@@ -45,7 +45,9 @@ pub trait LibraryRuntime: Send + Sync {
     fn shutdown_hook(&self) -> HookOutcome;
 
     /// The version is no longer served (replaced, removed, or the server is
-    /// stopping); executions already handed over still finish. Returns
+    /// stopping); executions already handed over still finish, and one
+    /// handed over later (it waited for a slot) goes to the version served
+    /// now through [`Job::redirect`]. Returns
     /// whether its shutdown hook is still owed when the server stops (true
     /// for a library that stays mapped in the server's process).
     fn retire(&self) -> bool;

@@ -163,6 +163,38 @@ pub struct Job {
     pub execution: Arc<Execution>,
 }
 
+impl Job {
+    /// The version this job was handed to (`from`) no longer runs
+    /// executions and the node has not begun: it was replaced or removed
+    /// between admission and dispatch. Hands the job to the version of its
+    /// node served now, or ends it if the node is no longer served.
+    pub fn redirect(mut self, from: &dyn LibraryRuntime) {
+        let execution = Arc::clone(&self.execution);
+        let target = execution
+            .shared
+            .resolver
+            .get()
+            .and_then(|resolve| resolve(&execution.uid));
+        match target {
+            // (The same version again would loop: it is being withdrawn.)
+            Some(target) if !std::ptr::addr_eq(Arc::as_ptr(&target.runtime), from as *const dyn LibraryRuntime) => {
+                self.node_index = target.node_index;
+                target.runtime.execute(self);
+            }
+            _ => execution.reject(
+                Failure::UnknownNode,
+                format!(
+                    "node `{}` is no longer served (it was removed before this execution began)",
+                    execution.uid
+                ),
+            ),
+        }
+    }
+}
+
+/// Finds the target served now for a node uid (the registry's view).
+pub type Resolver = Box<dyn Fn(&str) -> Option<Target> + Send + Sync>;
+
 /// Runs executions. One per server.
 pub struct Executor {
     shared: Arc<Shared>,
@@ -176,6 +208,8 @@ struct Shared {
     /// For the timeout timers: runtimes run nodes off the async runtime.
     runtime: Option<tokio::runtime::Handle>,
     book: Mutex<Book>,
+    /// Where a job whose version was retired before it ran goes instead.
+    resolver: OnceLock<Resolver>,
     /// The last failures, for the operator page.
     failures: crate::failures::FailureLog,
 }
@@ -214,10 +248,18 @@ impl Executor {
                 timeout,
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 book: Mutex::new(Book::default()),
+                resolver: OnceLock::new(),
                 failures: crate::failures::FailureLog::default(),
             }),
             next_id: AtomicU64::new(0),
         }
+    }
+
+    /// How to find the version of a node served now, for executions whose
+    /// version was retired before they ran (see [`Job::redirect`]). Set
+    /// once; later calls are ignored.
+    pub fn resolve_with(&self, resolver: Resolver) {
+        let _ = self.shared.resolver.set(resolver);
     }
 
     /// Starts an execution of `target` for `owner` (a connection id) and

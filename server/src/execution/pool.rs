@@ -106,6 +106,7 @@ impl Backend for InProcess {
                     info,
                 }),
                 pool: Arc::clone(&self.pool),
+                retired: AtomicBool::new(false),
             }),
         })
     }
@@ -116,6 +117,9 @@ impl Backend for InProcess {
 struct InProcessLibrary {
     version: Arc<Version>,
     pool: Arc<Pool>,
+    /// Replaced or removed: executions dispatched later run on the version
+    /// served now.
+    retired: AtomicBool,
 }
 
 /// A mapped library version, as its executions need it.
@@ -127,6 +131,10 @@ pub(crate) struct Version {
 
 impl LibraryRuntime for InProcessLibrary {
     fn execute(&self, job: Job) {
+        if self.retired.load(Ordering::Acquire) {
+            job.redirect(self);
+            return;
+        }
         if let Err(Work::Node(_, job)) = self.pool.submit(Work::Node(Arc::clone(&self.version), job)) {
             // Only when every worker thread failed to start.
             job.execution
@@ -142,6 +150,7 @@ impl LibraryRuntime for InProcessLibrary {
     }
 
     fn retire(&self) -> bool {
+        self.retired.store(true, Ordering::Release);
         true
     }
 }

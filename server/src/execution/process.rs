@@ -164,9 +164,9 @@ impl Backend for ProcessBackend {
             });
         match loaded {
             Ok((abi_version, nodes)) => {
-                if let Some(old) = stopped {
-                    old.hand_over(Arc::clone(&library) as Arc<dyn LibraryRuntime>);
-                }
+                // A stopped old version stays paused until the registry
+                // serves this one and retires it: then what waited for it
+                // is redirected here.
                 lock(&self.latest).insert(path.to_owned(), Arc::downgrade(&library));
                 Ok(Loaded {
                     abi_version,
@@ -227,8 +227,6 @@ struct LibraryState {
     up_since: Option<Instant>,
     /// Stopped for a stop-first swap: executions wait for the new version.
     paused: bool,
-    /// The version that replaced this one in a stop-first swap.
-    successor: Option<Arc<dyn LibraryRuntime>>,
 }
 
 impl LibraryState {
@@ -268,18 +266,6 @@ impl ProcessLibrary {
             std::thread::sleep(Duration::from_millis(5));
         }
         true
-    }
-
-    /// Stop-first swap done: what waited, and what comes, goes to `new`.
-    fn hand_over(&self, new: Arc<dyn LibraryRuntime>) {
-        let waiting = {
-            let mut state = lock(&self.state);
-            state.successor = Some(Arc::clone(&new));
-            state.take_waiting()
-        };
-        for job in waiting {
-            new.execute(job);
-        }
     }
 
     /// Stop-first swap failed (the new version was refused): this version
@@ -581,9 +567,10 @@ async fn restart(library: Arc<ProcessLibrary>, mut delay: Duration) {
 impl LibraryRuntime for ProcessLibrary {
     fn execute(&self, job: Job) {
         let mut state = lock(&self.state);
-        if let Some(successor) = state.successor.clone() {
+        if state.retired {
+            // Replaced or removed after this job was admitted for it.
             drop(state);
-            successor.execute(job);
+            job.redirect(self);
             return;
         }
         if let Some(reason) = &state.failed {
@@ -639,15 +626,12 @@ impl LibraryRuntime for ProcessLibrary {
         let (worker, waiting) = {
             let mut state = lock(&self.state);
             state.retired = true;
-            state.order.clear();
-            (state.current.take(), std::mem::take(&mut state.waiting))
+            (state.current.take(), state.take_waiting())
         };
-        // (After a stop-first swap nothing waits here: it went to the successor.)
-        for job in waiting.into_values() {
-            job.execution.reject(
-                Failure::Crashed,
-                format!("node crashed: {} was replaced while its worker restarted", self.label),
-            );
+        // What waited for a restart or a stop-first swap goes to the
+        // version served now (the registry serves it before retiring this).
+        for job in waiting {
+            job.redirect(self);
         }
         if let Some(worker) = worker {
             // Its executions finish on this version; then its shutdown hook
