@@ -342,7 +342,11 @@ async fn a_stop_first_swap_ends_the_old_worker_before_the_new_one_starts() {
     assert_eq!(last["type"], "complete", "{last}");
     assert_eq!(last["outputs"]["version"], json!(["1.0.0"]), "{last}");
     let during = client.statuses_until_final("during", &json!(2)).await;
-    assert_eq!(final_status(&during)["outputs"]["version"], json!(["2.0.0"]), "{during:?}");
+    assert_eq!(
+        final_status(&during)["outputs"]["version"],
+        json!(["2.0.0"]),
+        "{during:?}"
+    );
     while definition_version(&client.next_update().await, "swap-node").as_deref() != Some("2.0.0") {}
     // The old worker was gone before the new one was started. (The swap is
     // logged just after the new definitions go out: wait for the line.)

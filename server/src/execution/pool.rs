@@ -209,17 +209,25 @@ impl Pool {
         Ok(())
     }
 
+    /// A pool of one thread per core, growing to `max_threads` while nodes
+    /// block.
     pub(crate) fn start(max_threads: usize) -> Arc<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::start_with(cores, max_threads)
+    }
+
+    /// A pool of `min_threads`, growing to `max_threads` while nodes block.
+    pub(crate) fn start_with(min_threads: usize, max_threads: usize) -> Arc<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Work>();
         let max = max_threads.max(1);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let min = min_threads.max(1);
         let pool = Arc::new(Self {
             jobs,
             queue,
             threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             returned: AtomicU64::new(0),
-            min: cores.min(max),
+            min: min.min(max),
             max,
             watching: AtomicBool::new(false),
             wanted: Mutex::new(false),
@@ -289,6 +297,11 @@ impl Pool {
     /// Called after queueing or taking a job: when jobs outnumber idle
     /// workers, the monitor watches whether the workers make progress.
     fn watch(&self) {
+        // At its maximum (a worker process's single thread, say) the monitor
+        // could add nobody: do not wake it.
+        if self.threads.load(Ordering::Relaxed) >= self.max {
+            return;
+        }
         // More jobs waiting than idle workers to take them (jobs may arrive
         // in a burst before any worker woke up).
         let short = self.queue.len() > self.idle.load(Ordering::SeqCst);

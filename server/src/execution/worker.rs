@@ -3,10 +3,16 @@
 //! thread pool, and talks to the server over fd 3 (see [`super::wire`]).
 //! It never listens on a socket; when the server goes, so does it (the
 //! parent-death signal set before exec, or end of file on the channel).
+//!
+//! No async runtime: the main thread reads frames with blocking reads and
+//! hands executions to the pool; whichever thread has a message writes it
+//! (see [`Channel::send`]), so a result leaves from the thread that made it,
+//! without waking another one.
 
 use std::{
     collections::HashMap,
-    os::fd::FromRawFd,
+    io::{Read, Write},
+    os::{fd::FromRawFd, unix::net::UnixStream},
     process::ExitCode,
     sync::{
         Arc, Mutex,
@@ -15,11 +21,10 @@ use std::{
 };
 
 use abi_stable::std_types::{RResult, RSlice, RStr, RString};
-use futures_util::{SinkExt, StreamExt};
+use bytes::BytesMut;
 use nano_plugin_abi::ffi::{HostAnswer, HostCallbacks, PluginModuleRef};
 use serde_bytes::ByteBuf;
-use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use super::{
     ExecutionRequest, host,
@@ -32,21 +37,14 @@ use crate::{loader::Loader, lock};
 pub fn run(threads: usize) -> ExitCode {
     // SAFETY: the server hands the worker its end of the channel as fd 3
     // (dup2 before exec); nothing else in this process owns that fd.
-    let channel = unsafe { std::os::unix::net::UnixStream::from_raw_fd(wire::CHANNEL_FD) };
+    let channel = unsafe { UnixStream::from_raw_fd(wire::CHANNEL_FD) };
     // Programs a plugin starts must not inherit the channel.
     // SAFETY: fcntl on an fd this process owns.
     unsafe {
         let flags = libc::fcntl(wire::CHANNEL_FD, libc::F_GETFD);
         libc::fcntl(wire::CHANNEL_FD, libc::F_SETFD, flags | libc::FD_CLOEXEC);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("nano-server worker: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(channel, threads)) {
+    match serve(channel, threads) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nano-server worker: {err:#}");
@@ -55,36 +53,116 @@ pub fn run(threads: usize) -> ExitCode {
     }
 }
 
-/// Statuses and results on their way to the server.
-type Outbox = mpsc::UnboundedSender<FromWorker>;
+/// The worker's end of the channel, written by any thread.
+struct Channel {
+    stream: UnixStream,
+    out: Mutex<Outgoing>,
+}
 
-async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyhow::Result<()> {
-    channel.set_nonblocking(true)?;
-    let (reader, writer) = tokio::net::UnixStream::from_std(channel)?.into_split();
-    let mut frames = FramedRead::new(reader, wire::codec(wire::MAX_TO_WORKER));
-    let (outbox, mut outgoing) = mpsc::unbounded_channel::<FromWorker>();
-    // The writer sends every message that is ready with one flush.
-    let writer = tokio::spawn(async move {
-        let mut sink = FramedWrite::new(writer, wire::codec(wire::MAX_FROM_WORKER));
-        while let Some(message) = outgoing.recv().await {
-            let last = matches!(message, FromWorker::ShutdownDone { .. });
-            let mut fed = sink.feed(wire::encode(&message)).await;
-            while fed.is_ok() {
-                match outgoing.try_recv() {
-                    Ok(message) => fed = sink.feed(wire::encode(&message)).await,
-                    Err(_) => break,
+#[derive(Default)]
+struct Outgoing {
+    /// Encoded frames not yet written.
+    pending: BytesMut,
+    /// A buffer to swap in while `pending` is written.
+    spare: BytesMut,
+    /// Some thread is writing: it also writes what others add meanwhile.
+    writing: bool,
+}
+
+impl Channel {
+    /// Sends one message. Frames queue up while another thread writes, and
+    /// that thread writes them too: one syscall carries every message that
+    /// is ready, and the sender never waits for a thread to wake up. A
+    /// write error (the server is gone) is left to the reader, which sees
+    /// the end of file and exits.
+    fn send(&self, message: &FromWorker) {
+        let frame = wire::encode(message);
+        let mut out = lock(&self.out);
+        if wire::codec(wire::MAX_FROM_WORKER)
+            .encode(frame, &mut out.pending)
+            .is_err()
+        {
+            drop(out);
+            // Over the cap: the server would end this worker for it anyway.
+            eprintln!(
+                "nano-server worker: a message over {} bytes was dropped",
+                wire::MAX_FROM_WORKER
+            );
+            return;
+        }
+        if out.writing {
+            return;
+        }
+        out.writing = true;
+        loop {
+            let spare = std::mem::take(&mut out.spare);
+            let mut batch = std::mem::replace(&mut out.pending, spare);
+            drop(out);
+            let written = (&self.stream).write_all(&batch);
+            out = lock(&self.out);
+            if written.is_err() || out.pending.is_empty() {
+                out.writing = false;
+                if batch.capacity() <= super::process::LARGE_BUFFER {
+                    batch.clear();
+                    out.spare = batch;
                 }
+                return;
             }
-            if fed.is_err() || SinkExt::<bytes::Bytes>::flush(&mut sink).await.is_err() || last {
-                break;
-            }
-            if sink.write_buffer().capacity() > super::process::LARGE_BUFFER {
-                *sink.write_buffer_mut() = bytes::BytesMut::new();
+            batch.clear();
+            if batch.capacity() <= super::process::LARGE_BUFFER {
+                out.spare = batch;
             }
         }
-    });
+    }
+}
 
-    let Some(ToWorker::Hello { build_id }) = next(&mut frames).await? else {
+/// Frames from the server, read with blocking reads.
+struct Incoming {
+    stream: UnixStream,
+    buffer: BytesMut,
+    /// What one read takes (allocated once: zeroing it per read shows).
+    chunk: Box<[u8]>,
+    codec: LengthDelimitedCodec,
+}
+
+impl Incoming {
+    /// The next message; `None` when the server closed the channel.
+    fn next(&mut self) -> anyhow::Result<Option<ToWorker>> {
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buffer)? {
+                // The library comes in one large frame; do not keep its buffer.
+                if self.buffer.is_empty() && self.buffer.capacity() > super::process::LARGE_BUFFER {
+                    self.buffer = BytesMut::new();
+                }
+                return Ok(Some(wire::decode::<ToWorker>(&frame)?));
+            }
+            let n = match self.stream.read(&mut self.chunk) {
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err.into()),
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buffer.extend_from_slice(&self.chunk[..n]);
+        }
+    }
+}
+
+fn serve(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
+    stream.set_nonblocking(false)?;
+    let channel = Arc::new(Channel {
+        stream: stream.try_clone()?,
+        out: Mutex::default(),
+    });
+    let mut incoming = Incoming {
+        stream,
+        buffer: BytesMut::new(),
+        chunk: vec![0; 64 << 10].into_boxed_slice(),
+        codec: wire::codec(wire::MAX_TO_WORKER),
+    };
+
+    let Some(ToWorker::Hello { build_id }) = incoming.next()? else {
         anyhow::bail!("the server did not start with a handshake");
     };
     if build_id != wire::BUILD_ID {
@@ -93,10 +171,10 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
             wire::BUILD_ID
         );
     }
-    let _ = outbox.send(FromWorker::Hello {
+    channel.send(&FromWorker::Hello {
         build_id: wire::BUILD_ID.to_owned(),
     });
-    let Some(ToWorker::Load { path, bytes }) = next(&mut frames).await? else {
+    let Some(ToWorker::Load { path, bytes }) = incoming.next()? else {
         anyhow::bail!("the server did not send a library");
     };
     // Named after this process, so the server can remove it if this worker
@@ -104,47 +182,43 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
     let loader = Loader::with_prefix(&super::process::private_dir_prefix(std::process::id()))?;
     let loaded = loader.load_bytes(std::path::Path::new(&path), &bytes);
     drop(loader);
+    drop(bytes);
     let module = match loaded {
         Ok(loaded) => {
             let definitions: Vec<&serde_json::Value> = loaded.nodes.iter().map(|n| &n.definition).collect();
             let json = serde_json::to_string(&definitions)?;
-            let _ = outbox.send(FromWorker::Loaded(Ok((loaded.abi_version, json))));
+            channel.send(&FromWorker::Loaded(Ok((loaded.abi_version, json))));
             loaded.module
         }
         Err(err) => {
-            let _ = outbox.send(FromWorker::Loaded(Err(err.to_string())));
-            drop(outbox);
-            let _ = writer.await;
+            channel.send(&FromWorker::Loaded(Err(err.to_string())));
             return Ok(());
         }
     };
-    drop(bytes);
-    // The library came in one large frame; do not keep its buffer.
-    *frames.read_buffer_mut() = bytes::BytesMut::new();
 
-    let pool = Pool::start(threads);
+    // One thread to start with: a second one is added as soon as a node
+    // makes the others wait (see `pool`), and a thread per core would wake
+    // and sleep in turn for trivial nodes, each time a context switch.
+    let pool = Pool::start_with(1, threads);
     let running: Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>> = Arc::default();
     let calls = Arc::new(Calls::default());
     loop {
-        match next(&mut frames).await? {
+        match incoming.next()? {
             Some(ToWorker::Execute(frame)) => {
                 let aborted = Arc::new(AtomicBool::new(false));
                 lock(&running).insert(frame.id, Arc::clone(&aborted));
-                let (outbox, running, calls) = (outbox.clone(), Arc::clone(&running), Arc::clone(&calls));
+                let (channel, running, calls) = (Arc::clone(&channel), Arc::clone(&running), Arc::clone(&calls));
                 let work = pool::Work::Other(Box::new(move || {
                     let id = frame.id;
-                    let outcome = run_node(
-                        module,
-                        frame,
-                        &WorkerHost {
-                            id,
-                            aborted,
-                            outbox: outbox.clone(),
-                            calls,
-                        },
-                    );
+                    let host = WorkerHost {
+                        id,
+                        aborted,
+                        channel,
+                        calls,
+                    };
+                    let outcome = run_node(module, frame, &host);
                     lock(&running).remove(&id);
-                    let _ = outbox.send(FromWorker::Done { id, outcome });
+                    host.channel.send(&FromWorker::Done { id, outcome });
                 }));
                 if pool.submit(work).is_err() {
                     anyhow::bail!("no thread to run a node");
@@ -164,9 +238,12 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
                 let hook = module
                     .shutdown()
                     .map(|hook| hook().into_result().map_err(|e| e.into_string()));
-                let _ = outbox.send(FromWorker::ShutdownDone { hook });
-                drop(outbox);
-                let _ = writer.await;
+                // Written before `send` returns (or by a node's thread that
+                // is writing now, which it waits for below).
+                channel.send(&FromWorker::ShutdownDone { hook });
+                while lock(&channel.out).writing {
+                    std::thread::yield_now();
+                }
                 // Nodes still running (ignoring their abort) end with the process.
                 std::process::exit(0);
             }
@@ -174,17 +251,6 @@ async fn serve(channel: std::os::unix::net::UnixStream, threads: usize) -> anyho
             // The server closed the channel (or is gone): stop at once.
             None => std::process::exit(0),
         }
-    }
-}
-
-/// The next message from the server; `None` when it closed the channel.
-async fn next(
-    frames: &mut FramedRead<tokio::net::unix::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>,
-) -> anyhow::Result<Option<ToWorker>> {
-    match frames.next().await {
-        Some(Ok(bytes)) => Ok(Some(wire::decode::<ToWorker>(&bytes)?)),
-        Some(Err(err)) => Err(err.into()),
-        None => Ok(None),
     }
 }
 
@@ -218,13 +284,13 @@ type HostOutcome = Result<(String, Vec<u8>), String>;
 struct WorkerHost {
     id: u64,
     aborted: Arc<AtomicBool>,
-    outbox: Outbox,
+    channel: Arc<Channel>,
     calls: Arc<Calls>,
 }
 
 impl HostCallbacks for WorkerHost {
     fn send_status(&self, status: RStr<'_>) {
-        let _ = self.outbox.send(FromWorker::Status {
+        self.channel.send(&FromWorker::Status {
             id: self.id,
             json: status.as_str().to_owned(),
         });
@@ -238,16 +304,14 @@ impl HostCallbacks for WorkerHost {
         let call = self.calls.next.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         lock(&self.calls.waiting).insert(call, reply);
-        let sent = self.outbox.send(FromWorker::HostCall {
+        self.channel.send(&FromWorker::HostCall {
             id: self.id,
             call,
             request: request.as_str().to_owned(),
             body: ByteBuf::from(body.as_slice().to_vec()),
         });
-        let outcome = match sent {
-            Ok(()) => answer.recv().unwrap_or_else(|_| Err(gone())),
-            Err(_) => Err(gone()),
-        };
+        // When the channel closes the process exits, this thread with it.
+        let outcome = answer.recv().unwrap_or_else(|_| Err(gone()));
         host::answer(outcome.map(|(json, bytes)| (json, bytes::Bytes::from(bytes))))
     }
 }
