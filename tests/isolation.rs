@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{
-    Client, NodesDir, Server, definition_version, eventually, fault_plugin, final_status, lib_name, plugin, request,
-    uids,
+    Client, NodesDir, Server, definition_uids, definition_version, eventually, fault_plugin, final_status, lib_name,
+    plugin, request, uids,
 };
 
 const FAULT_LIBRARY: &str = "fault/libnano_fault_plugin.so";
@@ -180,6 +180,94 @@ async fn a_library_that_crashes_while_loading_is_refused_and_the_rest_serve() {
         stdout.contains("refused") && stdout.contains("crashed while loading (SIGSEGV)"),
         "{stdout}"
     );
+}
+
+#[tokio::test]
+async fn a_library_whose_restarts_crash_while_loading_fails_for_good_until_its_file_changes() {
+    let flag = tempfile::tempdir().unwrap();
+    let fault_file = flag.path().join("load-fault");
+    let nodes = with_fault_plugin();
+    let server = Server::start_isolated(
+        &nodes,
+        &format!("{FAST_RESTARTS}\nwatch_debounce_time = 50"),
+        &[("NANO_TEST_LOAD_FAULT_FILE", fault_file.to_str().unwrap())],
+    );
+    let mut client = Client::connect(&server).await;
+    let statuses = client.execute("fault-ok", json!({}), json!({})).await;
+    assert_eq!(final_status(&statuses)["type"], "complete");
+
+    // From now on the library crashes whenever a worker loads it; then its
+    // serving worker crashes.
+    std::fs::write(&fault_file, "constructor").unwrap();
+    let statuses = client.execute("fault", json!({}), fault("segv", json!({}))).await;
+    assert!(
+        final_status(&statuses)["message"].as_str().unwrap().contains("SIGSEGV"),
+        "{statuses:?}"
+    );
+    // Three restarts die while loading: the library fails, once, and its
+    // nodes go; the rest serve on.
+    let update = client.next_update().await;
+    assert_eq!(
+        definition_uids(&update),
+        ["complex-math", "progress-steps", "simple-text"]
+    );
+    let line = server.wait_for_log("its worker died while loading 3 times in a row");
+    assert!(line.contains(FAULT_LIBRARY), "{line}");
+    assert_eq!(server.logs().matches("died while loading 3 times in a row").count(), 1);
+    assert_eq!(server.logs().matches("replacement worker failed").count(), 2);
+    assert!(server.metric("nano_library_load_failures_total").await >= 1.0);
+    let statuses = client.execute("fault-ok", json!({}), json!({})).await;
+    assert!(
+        final_status(&statuses)["message"]
+            .as_str()
+            .unwrap()
+            .contains("fault-ok"),
+        "not served: {statuses:?}"
+    );
+    let statuses = client.execute("simple-text", json!({"text": "up"}), json!({})).await;
+    assert_eq!(final_status(&statuses)["type"], "complete");
+    assert!(server.workers().iter().all(|(_, library)| library != FAULT_LIBRARY));
+
+    // The next change to the file is tried again (the fault is gone now).
+    std::fs::remove_file(&fault_file).unwrap();
+    let path = nodes.path().join(FAULT_LIBRARY);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.push(0); // still the same library, as a new file
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(definition_uids(&client.next_update().await).contains(&"fault-ok".to_owned()));
+    let statuses = client.execute("fault-ok", json!({}), json!({})).await;
+    assert_eq!(final_status(&statuses)["type"], "complete");
+}
+
+#[tokio::test]
+async fn the_restart_delay_doubles_and_a_healthy_spell_resets_it() {
+    let server = Server::start_isolated(
+        &with_fault_plugin(),
+        "worker_restart_initial_ms = 50\nworker_restart_max_ms = 5000\nworker_restart_reset_ms = 2000",
+        &[],
+    );
+    let mut client = Client::connect(&server).await;
+    let mut crash = async |n: usize| {
+        let statuses = client.execute("fault", json!({}), fault("segv", json!({}))).await;
+        assert!(
+            final_status(&statuses)["message"].as_str().unwrap().contains("SIGSEGV"),
+            "{statuses:?}"
+        );
+        server.wait_for_log_count("worker restarted", n);
+    };
+    crash(1).await;
+    crash(2).await;
+    // Up for longer than worker_restart_reset_ms: the next delay starts over.
+    // (Time passing is the condition here, not an event to wait for.)
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    crash(3).await;
+    let logs = server.logs();
+    let delays: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("restarting the worker after a crash"))
+        .filter_map(|line| line.split("delay_ms=").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(delays, ["50", "100", "50"]);
 }
 
 #[tokio::test]

@@ -85,6 +85,7 @@ struct FileConfig {
     worker_restart_initial_ms: Option<u64>,
     worker_restart_max_ms: Option<u64>,
     worker_restart_wait_ms: Option<u64>,
+    worker_restart_reset_ms: Option<u64>,
     swap_strategy: Option<SwapStrategy>,
     libraries: Option<std::collections::BTreeMap<String, LibrarySettings>>,
     ui: Option<bool>,
@@ -218,6 +219,8 @@ pub struct Config {
     pub worker_restart_initial: Duration,
     pub worker_restart_max: Duration,
     pub worker_restart_wait: Duration,
+    /// A worker up this long without a crash resets the restart delay.
+    pub worker_restart_reset: Duration,
     /// The default swap strategy, and the libraries (relative to
     /// `nodes_path`) that swap stop-first.
     pub swap_strategy: SwapStrategy,
@@ -263,6 +266,7 @@ impl std::fmt::Debug for Config {
             .field("worker_restart_initial", &self.worker_restart_initial)
             .field("worker_restart_max", &self.worker_restart_max)
             .field("worker_restart_wait", &self.worker_restart_wait)
+            .field("worker_restart_reset", &self.worker_restart_reset)
             .field("swap_strategy", &self.swap_strategy)
             .field("stop_first_libraries", &self.stop_first_libraries)
             .field("notes", &self.notes)
@@ -460,6 +464,7 @@ impl Config {
             worker_restart_initial: ms(parsed.worker_restart_initial_ms, 100),
             worker_restart_max: ms(parsed.worker_restart_max_ms, 30_000),
             worker_restart_wait: ms(parsed.worker_restart_wait_ms, 10_000),
+            worker_restart_reset: ms(parsed.worker_restart_reset_ms, 60_000),
             swap_strategy: parsed.swap_strategy.unwrap_or(SwapStrategy::Overlap),
             stop_first_libraries: parsed
                 .libraries

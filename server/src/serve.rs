@@ -183,6 +183,7 @@ pub(crate) fn process_settings(config: &Config) -> ProcessSettings {
         restart_initial: config.worker_restart_initial,
         restart_max: config.worker_restart_max,
         restart_wait: config.worker_restart_wait,
+        restart_reset: config.worker_restart_reset,
         stop_first: config.swap_strategy == SwapStrategy::StopFirst,
         stop_first_libraries: config.stop_first_libraries.clone(),
     }

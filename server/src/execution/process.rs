@@ -60,9 +60,10 @@ pub struct ProcessSettings {
     /// A worker whose resident memory passes this is ended.
     pub memory_limit_bytes: Option<u64>,
     /// The first restart after a crash waits this long, each next one twice
-    /// as long, up to `restart_max`; a minute of health resets it.
+    /// as long, up to `restart_max`; `restart_reset` of health resets it.
     pub restart_initial: Duration,
     pub restart_max: Duration,
+    pub restart_reset: Duration,
     /// Executions arriving while a worker restarts wait at most this long.
     pub restart_wait: Duration,
     /// Swap libraries by stopping the old worker before starting the new
@@ -84,6 +85,7 @@ impl ProcessSettings {
             memory_limit_bytes: None,
             restart_initial: Duration::from_millis(100),
             restart_max: Duration::from_secs(30),
+            restart_reset: Duration::from_secs(60),
             restart_wait: Duration::from_secs(10),
             stop_first: false,
             stop_first_libraries: std::collections::HashSet::new(),
@@ -452,7 +454,10 @@ impl ProcessLibrary {
         }
         metrics::counter!(metrics::WORKER_RESTARTS, "library" => self.label.to_string(), "reason" => reason.to_owned())
             .increment(1);
-        if state.up_since.is_some_and(|up| up.elapsed() > Duration::from_secs(60)) {
+        if state
+            .up_since
+            .is_some_and(|up| up.elapsed() >= self.settings.restart_reset)
+        {
             state.backoff = self.settings.restart_initial;
         }
         let delay = state.backoff;

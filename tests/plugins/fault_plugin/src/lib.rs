@@ -8,8 +8,13 @@ use std::time::Duration;
 
 use nano_plugin_abi::prelude::*;
 
-/// What the environment asks of this library while it loads.
+/// What the environment asks of this library while it loads: the value of
+/// `NANO_TEST_LOAD_FAULT`, or the content of the file
+/// `NANO_TEST_LOAD_FAULT_FILE` names (so a test can turn it on later).
 fn load_fault() -> String {
+    if let Ok(path) = std::env::var("NANO_TEST_LOAD_FAULT_FILE") {
+        return std::fs::read_to_string(path).unwrap_or_default().trim().to_owned();
+    }
     std::env::var("NANO_TEST_LOAD_FAULT").unwrap_or_default()
 }
 
