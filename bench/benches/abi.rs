@@ -36,8 +36,10 @@ impl HostCallbacks for Host {
 
 fn library_path() -> PathBuf {
     // Where `bench/run.sh` built it: CARGO_TARGET_DIR, like cargo.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
     let release = target.join("release");
     release.join(format!(
         "{}simple_text_node{}",
