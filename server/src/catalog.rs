@@ -6,9 +6,8 @@ use std::{collections::HashSet, path::Path, process::ExitCode, sync::Arc};
 
 use crate::{
     config::{Config, Isolation, Overrides},
-    execution::{Backend, InProcess, ProcessBackend},
+    execution::{Backend, InProcess},
     loader::NodeInfo,
-    nanocore::Services,
     reconcile::Reconciler,
     registry::NodeRegistry,
 };
@@ -24,15 +23,19 @@ fn command_backend(
             Arc::new(InProcess::new(1, &settings().root, None).map_err(|e| e.to_string())?),
             None,
         )),
+        #[cfg(unix)]
         Isolation::Process => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let backend = ProcessBackend::new(settings(), runtime.handle().clone(), Services::disabled());
+            let services = crate::nanocore::Services::disabled();
+            let backend = crate::execution::ProcessBackend::new(settings(), runtime.handle().clone(), services);
             Ok((Arc::new(backend), Some(runtime)))
         }
+        #[cfg(not(unix))]
+        Isolation::Process => Err(crate::execution::PROCESS_ISOLATION_UNSUPPORTED.to_owned()),
     }
 }
 

@@ -60,7 +60,11 @@ impl ConnectionLimits {
             }
             Err(err) => {
                 tracing::warn!(%err, "cannot raise the open-files limit");
-                rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft)
+                #[cfg(unix)]
+                let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft);
+                #[cfg(not(unix))]
+                let soft = None;
+                soft
             }
         };
         let cap = files.map_or(usize::MAX, |files| {

@@ -13,6 +13,10 @@
 //! Public are the modules the binary, the benchmarks and the fuzz target
 //! use; the rest is internal.
 
+// Without Unix the process backend is not built (process isolation is
+// refused at start), and what only it uses goes unused there.
+#![cfg_attr(not(unix), allow(dead_code))]
+
 mod api;
 pub mod build;
 pub mod catalog;
@@ -37,6 +41,7 @@ mod ws;
 
 /// Runs a worker process (`nano-server worker`, started by the server in
 /// process isolation, never by hand).
+#[cfg(unix)]
 pub fn run_worker(threads: usize) -> std::process::ExitCode {
     execution::run_worker(threads)
 }

@@ -128,6 +128,7 @@ struct WorkerArgs {
 }
 
 fn main() -> ExitCode {
+    #[cfg(unix)]
     if std::env::args_os().nth(1).is_some_and(|arg| arg == "worker") {
         let worker = WorkerArgs::parse_from(std::env::args_os().skip(1));
         return nano_server::run_worker(worker.threads);

@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     config::{Isolation, SwapStrategy},
     connection::{self, ConnectionLimits},
-    execution::{AdmissionLimits, Backend, Executor, InProcess, ProcessBackend, ProcessSettings},
+    execution::{AdmissionLimits, Backend, Executor, InProcess, ProcessSettings},
     http,
     nanocore::Services,
     reconcile::Reconciler,
@@ -162,13 +162,33 @@ pub(crate) fn backend(
             )
             .context("cannot create the folder for private library copies")?,
         ),
-        Isolation::Process => {
-            let backend = ProcessBackend::new(process_settings(config), runtime, Arc::clone(services));
-            let registry = registry.clone();
-            backend.on_failed(Box::new(move |runtime| registry.withdraw(runtime)));
-            Arc::new(backend)
-        }
+        Isolation::Process => process_backend(config, registry, services, runtime)?,
     })
+}
+
+/// The process backend; a library that fails for good is withdrawn.
+#[cfg(unix)]
+fn process_backend(
+    config: &Config,
+    registry: &NodeRegistry,
+    services: &Arc<Services>,
+    runtime: tokio::runtime::Handle,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    let backend = crate::execution::ProcessBackend::new(process_settings(config), runtime, Arc::clone(services));
+    let registry = registry.clone();
+    backend.on_failed(Box::new(move |runtime| registry.withdraw(runtime)));
+    Ok(Arc::new(backend))
+}
+
+/// Refused at start: the process backend needs Unix.
+#[cfg(not(unix))]
+fn process_backend(
+    _config: &Config,
+    _registry: &NodeRegistry,
+    _services: &Arc<Services>,
+    _runtime: tokio::runtime::Handle,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    anyhow::bail!(crate::execution::PROCESS_ISOLATION_UNSUPPORTED)
 }
 
 /// The process backend's settings from the configuration.

@@ -11,15 +11,27 @@ mod admission;
 mod backend;
 mod host;
 mod pool;
+#[cfg(unix)]
 mod process;
+mod settings;
+#[cfg(unix)]
 mod wire;
+#[cfg(unix)]
 mod worker;
 
 pub use admission::AdmissionLimits;
 pub use backend::{Backend, HookOutcome, LibraryRuntime, Loaded};
 pub use pool::InProcess;
-pub use process::{ProcessBackend, ProcessSettings};
+#[cfg(unix)]
+pub use process::ProcessBackend;
+pub use settings::ProcessSettings;
+#[cfg(unix)]
 pub use worker::run as run_worker;
+
+/// Why `isolation = "process"` is refused where the process backend is not
+/// built (it needs Unix: socketpairs, an inherited fd, `pre_exec`).
+#[cfg(not(unix))]
+pub const PROCESS_ISOLATION_UNSUPPORTED: &str = "process isolation (the default) needs Linux or macOS; on this platform set isolation = \"in-process\" in the configuration, or pass --isolation in-process";
 
 use std::{
     sync::{

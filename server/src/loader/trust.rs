@@ -1,7 +1,7 @@
 //! Whether a library may be loaded at all, whatever it contains: who could
 //! have written it.
 
-use std::{fs, path::Path};
+use std::path::Path;
 
 use super::LoadError;
 
@@ -14,7 +14,7 @@ pub fn check_permissions(path: &Path, root: &Path) -> Result<(), LoadError> {
         use std::os::unix::fs::PermissionsExt;
         let mut current = Some(path);
         while let Some(p) = current {
-            let mode = fs::metadata(p).map_err(LoadError::Copy)?.permissions().mode();
+            let mode = std::fs::metadata(p).map_err(LoadError::Copy)?.permissions().mode();
             if mode & 0o022 != 0 {
                 let who = if mode & 0o020 != 0 { "its group" } else { "others" };
                 return Err(LoadError::Insecure(format!(

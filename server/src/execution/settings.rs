@@ -1,0 +1,54 @@
+//! The process backend's settings: plain data, on every platform (the
+//! backend itself needs Unix; elsewhere process isolation is refused at
+//! start with `PROCESS_ISOLATION_UNSUPPORTED`).
+
+use std::{path::PathBuf, time::Duration};
+
+/// How the process backend runs workers (from the configuration).
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    /// `nodes_path`: libraries are named relative to it in logs and metrics.
+    pub root: PathBuf,
+    /// Node threads per worker (at most).
+    pub threads: usize,
+    /// Start-up, handshake and `definitions()` must finish within this.
+    pub start_timeout: Duration,
+    /// An aborted node that has not returned after this loses its worker.
+    pub abort_grace: Duration,
+    /// A worker being replaced may finish its executions for this long.
+    pub drain: Duration,
+    /// A worker whose resident memory passes this is ended.
+    pub memory_limit_bytes: Option<u64>,
+    /// The first restart after a crash waits this long, each next one twice
+    /// as long, up to `restart_max`; `restart_reset` of health resets it.
+    pub restart_initial: Duration,
+    pub restart_max: Duration,
+    pub restart_reset: Duration,
+    /// Executions arriving while a worker restarts wait at most this long.
+    pub restart_wait: Duration,
+    /// Swap libraries by stopping the old worker before starting the new
+    /// one (for libraries holding a model too large to hold twice), by
+    /// default or for these libraries (paths relative to `root`).
+    pub stop_first: bool,
+    pub stop_first_libraries: std::collections::HashSet<String>,
+}
+
+impl ProcessSettings {
+    /// The defaults of the configuration, for libraries under `root`.
+    pub fn defaults(root: PathBuf) -> Self {
+        Self {
+            root,
+            threads: 1,
+            start_timeout: Duration::from_secs(10),
+            abort_grace: Duration::from_secs(5),
+            drain: Duration::from_secs(60),
+            memory_limit_bytes: None,
+            restart_initial: Duration::from_millis(100),
+            restart_max: Duration::from_secs(30),
+            restart_reset: Duration::from_secs(60),
+            restart_wait: Duration::from_secs(10),
+            stop_first: false,
+            stop_first_libraries: std::collections::HashSet::new(),
+        }
+    }
+}
