@@ -366,14 +366,23 @@ async fn a_hundred_swaps_leave_memory_flat_and_one_worker_per_library() {
         n += 1;
     }
     settle().await;
-    let after = server.total_rss_kib();
+    // Steady state, not a sample caught mid-free: under load (CI) one
+    // sample once came out at 8.1 MiB; the memory is back a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = server.total_rss_kib();
+        let grown_mib = after.saturating_sub(before) as f64 / 1024.0;
+        if grown_mib < 8.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server + workers grew {grown_mib:.1} MiB over 100 swaps ({before} -> {after} KiB) and stayed there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let statuses = client.execute("swap-node", json!({}), json!({})).await;
     assert_eq!(final_status(&statuses)["type"], "complete");
-    let grown_mib = after.saturating_sub(before) as f64 / 1024.0;
-    assert!(
-        grown_mib < 8.0,
-        "server + workers grew {grown_mib:.1} MiB over 100 swaps ({before} -> {after} KiB)"
-    );
     assert_eq!(
         server.workers().iter().filter(|(_, l)| l == "swap/libswap.so").count(),
         1
