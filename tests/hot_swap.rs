@@ -29,9 +29,22 @@ fn installed(nodes: &NodesDir) -> PathBuf {
 
 /// Starts a server with version `initial` of the swap library installed.
 fn start(initial: &str, debounce_ms: u64) -> (NodesDir, Server) {
+    start_configured(initial, &format!("watch_debounce_time = {debounce_ms}"))
+}
+
+/// Likewise, with `config` added to the server's configuration.
+fn start_configured(initial: &str, config: &str) -> (NodesDir, Server) {
     let nodes = NodesDir::examples().with_file(&format!("test/swap/{}", lib_name("swap")), &swap_bytes(initial));
-    let server = Server::start_with(&nodes, &format!("watch_debounce_time = {debounce_ms}"));
+    let server = Server::start_with(&nodes, config);
     (nodes, server)
+}
+
+/// Starts a `swap-node` execution sleeping `ms` and waits until it runs.
+async fn start_running(client: &mut Client, instance: &str, ms: u64) {
+    client
+        .send(&request(instance, json!(1), "swap-node", json!({}), json!({"ms": ms})))
+        .await;
+    assert_eq!(client.next_status(instance, &json!(1)).await["type"], "running");
 }
 
 /// The three ways a library gets replaced in practice.
@@ -103,16 +116,7 @@ async fn a_new_version_serves_new_executions_while_running_ones_finish_on_the_ol
     let (nodes, server) = start(V1, 100);
     let mut client = Client::connect(&server).await;
     // A long execution on v1, really started before the swap.
-    client
-        .send(&request(
-            "wf-long",
-            json!(1),
-            "swap-node",
-            json!({}),
-            json!({"ms": 1500}),
-        ))
-        .await;
-    assert_eq!(client.next_status("wf-long", &json!(1)).await["type"], "running");
+    start_running(&mut client, "wf-long", 1500).await;
 
     replace(&installed(&nodes), &swap_bytes(V2), 0);
     let update = client.next_update().await;
@@ -139,23 +143,10 @@ async fn a_new_version_serves_new_executions_while_running_ones_finish_on_the_ol
 /// Starts v1 with one slot for `swap-node`, runs a long execution in it and
 /// queues a second one behind it (admitted, not begun).
 async fn one_running_one_queued() -> (NodesDir, Server, Client) {
-    let nodes = NodesDir::examples().with_file(&format!("test/swap/{}", lib_name("swap")), &swap_bytes(V1));
-    let server = Server::start_with(
-        &nodes,
-        "watch_debounce_time = 100\n[nodes.swap-node]\nmax_concurrent = 1",
-    );
+    let (nodes, server) = start_configured(V1, "watch_debounce_time = 100\n[nodes.swap-node]\nmax_concurrent = 1");
     let mut client = Client::connect(&server).await;
     // Long enough to outlast the swap below even on a loaded machine.
-    client
-        .send(&request(
-            "wf-long",
-            json!(1),
-            "swap-node",
-            json!({}),
-            json!({"ms": 6000}),
-        ))
-        .await;
-    assert_eq!(client.next_status("wf-long", &json!(1)).await["type"], "running");
+    start_running(&mut client, "wf-long", 6000).await;
     client
         .send(&request(
             "wf-queued",

@@ -34,9 +34,9 @@ use tokio::{
 };
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use super::settings::ProcessSettings;
 use super::{
     ABORTED, Backend, Execution, Failure, HookOutcome, Job, LibraryRuntime, Loaded, Running,
+    settings::ProcessSettings,
     wire::{self, ExecuteFrame, FromWorker, ToWorker},
 };
 use crate::{

@@ -99,18 +99,14 @@ impl Channel {
             let mut batch = std::mem::replace(&mut out.pending, spare);
             drop(out);
             let written = (&self.stream).write_all(&batch);
-            out = lock(&self.out);
-            if written.is_err() || out.pending.is_empty() {
-                out.writing = false;
-                if batch.capacity() <= super::process::LARGE_BUFFER {
-                    batch.clear();
-                    out.spare = batch;
-                }
-                return;
-            }
             batch.clear();
+            out = lock(&self.out);
             if batch.capacity() <= super::process::LARGE_BUFFER {
                 out.spare = batch;
+            }
+            if written.is_err() || out.pending.is_empty() {
+                out.writing = false;
+                return;
             }
         }
     }
