@@ -38,6 +38,9 @@ pub struct Load {
     /// (process isolation's workers) spend in the window (Linux `/proc`),
     /// when known.
     pub server_pid: Option<u32>,
+    /// A fresh workflow instance id for every execution (an orchestrator
+    /// starting new workflows), instead of one per connection (reused).
+    pub fresh_instances: bool,
 }
 
 /// What one measurement found.
@@ -159,23 +162,42 @@ pub async fn websocket(url: &str, load: Load) -> anyhow::Result<Report> {
     let mut tasks = Vec::new();
     for c in 0..load.connections {
         let url = url.to_owned();
-        tasks.push(tokio::spawn(ws_connection(url, c, load.in_flight, window)));
+        tasks.push(tokio::spawn(ws_connection(
+            url,
+            c,
+            load.in_flight,
+            load.fresh_instances,
+            window,
+        )));
     }
     gather(window, tasks, cpu).await
 }
 
-async fn ws_connection(url: String, connection: usize, in_flight: usize, window: Window) -> anyhow::Result<Tally> {
+async fn ws_connection(
+    url: String,
+    connection: usize,
+    in_flight: usize,
+    fresh_instances: bool,
+    window: Window,
+) -> anyhow::Result<Tally> {
     let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
         .await
         .with_context(|| format!("connecting to {url}"))?;
     let (mut sink, mut stream) = ws.split();
-    let instance = format!("load-{connection}");
+    let reused = format!("load-{connection}");
+    let instance = |n: u64| {
+        if fresh_instances {
+            format!("load-{connection}-{n}")
+        } else {
+            reused.clone()
+        }
+    };
     let mut latency = histogram();
     let (mut executions, mut errors) = (0u64, 0u64);
     let mut pending: HashMap<u64, Instant> = HashMap::with_capacity(in_flight * 2);
     let mut next = 0u64;
     for _ in 0..in_flight {
-        sink.send(Message::text(request_frame(&instance, next))).await?;
+        sink.send(Message::text(request_frame(&instance(next), next))).await?;
         pending.insert(next, Instant::now());
         next += 1;
     }
@@ -211,7 +233,7 @@ async fn ws_connection(url: String, connection: usize, in_flight: usize, window:
             }
         }
         if now < window.end {
-            sink.send(Message::text(request_frame(&instance, next))).await?;
+            sink.send(Message::text(request_frame(&instance(next), next))).await?;
             pending.insert(next, Instant::now());
             next += 1;
         }

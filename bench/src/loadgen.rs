@@ -2,6 +2,7 @@
 //!
 //! Usage: loadgen ws ws://127.0.0.1:3017/ [--connections 4] [--in-flight 16] [--seconds 10]
 //!        loadgen http http://127.0.0.1:3017 [...]
+//!        (--fresh-instances: a new instanceId per execution; --pid: the server's CPU)
 
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ struct Args {
     /// under process isolation) spends per execution.
     #[arg(long)]
     pid: Option<u32>,
+    /// A fresh workflow instance id per execution (WebSocket), instead of
+    /// one per connection.
+    #[arg(long)]
+    fresh_instances: bool,
 }
 
 #[tokio::main]
@@ -42,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(args.warmup),
         server_pid: args.pid,
+        fresh_instances: args.fresh_instances,
     };
     let report = match args.mode {
         Mode::Ws => load::websocket(&args.url, load).await?,

@@ -162,6 +162,7 @@ async fn scenario(name: &str, mut server: Running, args: &Args) -> anyhow::Resul
             duration: Duration::from_secs(args.capacity_seconds.max(1)),
             warmup: Duration::from_secs(1),
             server_pid: Some(pid),
+            fresh_instances: false,
         },
     )
     .await

@@ -120,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(2),
         server_pid: None,
+        fresh_instances: false,
     };
     let dir = tempfile::tempdir()?;
     let examples_config = examples_config(&args.libs, dir.path())?;

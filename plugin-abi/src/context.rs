@@ -7,7 +7,11 @@ use std::{cell::OnceCell, fmt};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
-use crate::definition::NodeDefinition;
+use crate::{
+    definition::NodeDefinition,
+    host::Host,
+    services::{Assets, Resources, ServiceError},
+};
 
 /// The result of one execution.
 pub type NodeResult = Result<Outputs, NodeError>;
@@ -54,6 +58,12 @@ impl From<String> for NodeError {
 impl From<&str> for NodeError {
     fn from(message: &str) -> Self {
         Self::new(message)
+    }
+}
+
+impl From<ServiceError> for NodeError {
+    fn from(err: ServiceError) -> Self {
+        Self::new(err.message())
     }
 }
 
@@ -154,16 +164,6 @@ pub struct Progress {
     pub step: u64,
     /// Steps in all.
     pub total: u64,
-}
-
-/// Where a [`Context`] sends statuses and reads the abort flag: the server
-/// across the FFI boundary, or the [`testing`](crate::testing) harness.
-pub(crate) trait Host {
-    fn send_status(&self, status_json: &str);
-    fn is_aborted(&self) -> bool;
-    /// A host service call (see [`crate::services`]): JSON and bytes in,
-    /// JSON and bytes out, or a JSON `Failure`.
-    fn call(&self, request: &str, body: &[u8]) -> Result<(String, Vec<u8>), String>;
 }
 
 /// Everything a node gets for one execution.
@@ -298,13 +298,13 @@ impl<'a> Context<'a> {
     }
 
     /// NanoCore's assets: resolve, stream, download, upload, list.
-    pub fn assets(&self) -> crate::services::Assets<'a> {
-        crate::services::Assets::new(self.host)
+    pub fn assets(&self) -> Assets<'a> {
+        Assets::new(self.host)
     }
 
     /// NanoCore's resources: allocate and free.
-    pub fn resources(&self) -> crate::services::Resources<'a> {
-        crate::services::Resources::new(self.host)
+    pub fn resources(&self) -> Resources<'a> {
+        Resources::new(self.host)
     }
 
     /// The workflow instance id.

@@ -14,9 +14,10 @@ use abi_stable::{
 
 use crate::{
     Node,
-    context::{Context, Host, NodeError},
+    context::{Context, NodeError},
     definition::NodeDefinition,
     ffi::{ExecuteCall, HostRef, PluginModule, PluginModuleRef},
+    host::Host,
 };
 
 /// The nodes of one library, built once, with their definitions.

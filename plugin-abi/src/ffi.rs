@@ -44,13 +44,14 @@ pub trait HostCallbacks: Sync {
     fn is_aborted(&self) -> bool;
 
     /// Since 0.1.2: one call to a host service (NanoCore's assets and
-    /// resources). `request` is a JSON [`crate::services::wire::Call`],
-    /// `body` its bytes (an upload's data); the answer is JSON and bytes, or
-    /// a JSON [`crate::services::wire::Failure`]. Hosts built against 0.1.1
-    /// lack it: abi_stable then calls this default, an `unsupported` error.
+    /// resources), framed as [`crate::host_wire`] describes: `request` is a
+    /// JSON [`crate::host_wire::Call`], `body` its bytes (an upload's data);
+    /// the answer is JSON and bytes, or a JSON [`crate::host_wire::Failure`].
+    /// Hosts built against 0.1.1 lack it: abi_stable then calls this
+    /// default, an `unsupported` error.
     fn host_call(&self, request: RStr<'_>, body: RSlice<'_, u8>) -> RResult<HostAnswer, RString> {
         let _ = (request, body);
-        RResult::RErr(crate::services::unsupported().into())
+        RResult::RErr(crate::host_wire::Failure::unsupported().to_json().into())
     }
 }
 

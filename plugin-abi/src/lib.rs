@@ -45,11 +45,38 @@
 //! // In the plugin crate (crate-type = ["cdylib", "rlib"]):
 //! // nano_plugin_abi::export_nodes![Repeat];
 //!
-//! // Unit-test it without a server:
+//! // Unit-test it without a server (with the `testing` feature, see below):
+//! # #[cfg(feature = "testing")] {
 //! let run = nano_plugin_abi::testing::run(&Repeat, serde_json::json!({"text": "ab"}), serde_json::json!({}));
 //! assert_eq!(run.outputs().unwrap().get("text"), Some(&serde_json::json!(["abab"])));
 //! assert_eq!(run.statuses.len(), 2);
+//! # }
 //! ```
+//!
+//! # Testing a node: the `testing` feature
+//!
+//! `testing` runs a node in a unit test, without a server, against an
+//! in-memory NanoCore. It sits behind the cargo feature `testing`, so a
+//! plugin library does not ship it (nor the SHA-256 code its asset store
+//! uses). A node crate enables it for its tests only, next to the plain
+//! dependency:
+//!
+//! ```toml
+//! [dependencies]
+//! nano-plugin-abi = { path = "../nano-server/plugin-abi" }
+//!
+//! [dev-dependencies]
+//! # The same crate, with the unit-test harness.
+//! nano-plugin-abi = { path = "../nano-server/plugin-abi", features = ["testing"] }
+//! ```
+//!
+//! Earlier builds of this crate compiled `testing` in unconditionally; a
+//! node crate whose tests now fail with "unresolved import
+//! `nano_plugin_abi::testing`" (rustc adds: "the item is gated behind the
+//! `testing` feature") needs that `[dev-dependencies]` entry (in a
+//! workspace: `nano-plugin-abi = { workspace = true, features = ["testing"] }`).
+//! Nothing else changes: the ABI is the same, and libraries built either
+//! way load in the same servers.
 //!
 //! # Rules for plugin crates
 //!
@@ -70,7 +97,10 @@ pub mod export;
 // sabi_trait generates impls inside a const block; a known false alarm.
 #[allow(non_local_definitions)]
 pub mod ffi;
+mod host;
+pub mod host_wire;
 pub mod services;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use context::{Context, NodeError, NodeResult, NodeStatus, Outputs, Progress, StatusKind};

@@ -1,5 +1,9 @@
 //! Run a node in a unit test, without a server.
 //!
+//! Behind the cargo feature `testing`: enable it in a node crate's
+//! `[dev-dependencies]` (see [the crate docs](crate#testing-a-node-the-testing-feature)),
+//! so the plugin library does not ship it.
+//!
 //! ```
 //! use nano_plugin_abi::{prelude::*, testing};
 //! use serde_json::json;
@@ -57,15 +61,19 @@ use std::{
     },
 };
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::services::{AssetInfo, ErrorKind, Resource, Upload, failure, wire::Call};
-
 use crate::{
     Node,
-    context::{Context, Host, NodeResult},
+    context::{Context, NodeResult},
     export::panic_message,
+    host::Host,
+    host_wire::{
+        Allocated, AssetInfo, Begun, Call, Done, ErrorKind, Exists, Failure, Opened, PresignedUrl, Resource, Upload,
+        Url, to_json,
+    },
 };
 
 /// What a test run of a node produced.
@@ -157,7 +165,7 @@ impl Host for Discard {
     }
 
     fn call(&self, _request: &str, _body: &[u8]) -> Result<(String, Vec<u8>), String> {
-        Err(crate::services::unsupported())
+        Err(Failure::unsupported().to_json())
     }
 }
 
@@ -233,24 +241,27 @@ impl AssetStore {
         lock(&self.inner).resources.values().cloned().collect()
     }
 
+    /// Answers one host call the way the server does, from memory.
     fn call(&self, request: &str, body: &[u8]) -> Result<(String, Vec<u8>), String> {
-        let call: Call = serde_json::from_str(request).map_err(|e| failure(ErrorKind::Other, e.to_string()))?;
+        let call: Call = serde_json::from_str(request).map_err(|e| fail(ErrorKind::Other, e.to_string()))?;
         let mut store = lock(&self.inner);
-        let json = |value: Value| Ok((value.to_string(), Vec::new()));
-        let not_found = |hash: &str| failure(ErrorKind::NotFound, format!("asset not found: {hash}"));
+        let not_found = |hash: &str| fail(ErrorKind::NotFound, format!("asset not found: {hash}"));
         match call {
             Call::Open { hash } => {
                 let bytes = match store.assets.get(&hash) {
                     Some((_, bytes)) => Arc::clone(bytes),
                     None => return Err(not_found(&hash)),
                 };
-                let (stream, size) = (store.id(), bytes.len());
+                let (stream, size) = (store.id(), bytes.len() as u64);
                 store.streams.insert(stream, (bytes, 0));
-                json(json!({"stream": stream, "size": size}))
+                answer(&Opened {
+                    size: Some(size),
+                    stream,
+                })
             }
             Call::Read { stream, max } => {
                 let Some((bytes, offset)) = store.streams.get_mut(&stream) else {
-                    return Err(failure(ErrorKind::Other, format!("no stream {stream}")));
+                    return Err(fail(ErrorKind::Other, format!("no stream {stream}")));
                 };
                 let end = bytes.len().min(*offset + max as usize);
                 let chunk = bytes[*offset..end].to_vec();
@@ -258,13 +269,15 @@ impl AssetStore {
                 if chunk.is_empty() {
                     store.streams.remove(&stream);
                 }
-                Ok((String::from("{}"), chunk))
+                Ok((to_json(&Done {}), chunk))
             }
             Call::Close { stream } => {
                 store.streams.remove(&stream);
-                json(json!({}))
+                answer(&Done {})
             }
-            Call::Exists { hash } => json(json!({"exists": store.assets.contains_key(&hash)})),
+            Call::Exists { hash } => answer(&Exists {
+                exists: store.assets.contains_key(&hash),
+            }),
             Call::List(filter) => {
                 let listed: Vec<&AssetInfo> = store
                     .assets
@@ -273,48 +286,62 @@ impl AssetStore {
                     .filter(|info| filter.kind.is_none() || info.kind == filter.kind)
                     .filter(|info| filter.hash.as_ref().is_none_or(|hash| &info.hash == hash))
                     .collect();
-                json(json!(listed))
+                answer(&listed)
             }
             Call::Presigned { hash } | Call::DownloadUrl { hash } if !store.assets.contains_key(&hash) => {
                 Err(not_found(&hash))
             }
-            Call::Presigned { hash } => json(json!({"url": format!("memory://presigned/{hash}"), "expiresIn": 3600})),
-            Call::DownloadUrl { hash } => json(json!({"url": format!("memory://assets/{hash}/download")})),
-            Call::Upload(upload) => json(json!(store.store(body.to_vec(), &upload))),
+            Call::Presigned { hash } => answer(&PresignedUrl {
+                url: format!("memory://presigned/{hash}"),
+                expires_in: Some(3600),
+            }),
+            Call::DownloadUrl { hash } => answer(&Url {
+                url: format!("memory://assets/{hash}/download"),
+            }),
+            Call::Upload(upload) => answer(&store.store(body.to_vec(), &upload)),
             Call::UploadBegin { upload, .. } => {
                 let id = store.id();
                 store.uploads.insert(id, (upload, Vec::new()));
-                json(json!({"upload": id}))
+                answer(&Begun { upload: id })
             }
             Call::UploadWrite { upload } => match store.uploads.get_mut(&upload) {
                 Some((_, data)) => {
                     data.extend_from_slice(body);
-                    json(json!({}))
+                    answer(&Done {})
                 }
-                None => Err(failure(ErrorKind::Other, format!("no upload {upload}"))),
+                None => Err(fail(ErrorKind::Other, format!("no upload {upload}"))),
             },
             Call::UploadFinish { upload } => match store.uploads.remove(&upload) {
-                Some((options, data)) => json(json!(store.store(data, &options))),
-                None => Err(failure(ErrorKind::Other, format!("no upload {upload}"))),
+                Some((options, data)) => answer(&store.store(data, &options)),
+                None => Err(fail(ErrorKind::Other, format!("no upload {upload}"))),
             },
             Call::UploadCancel { upload } => {
                 store.uploads.remove(&upload);
-                json(json!({}))
+                answer(&Done {})
             }
             Call::Allocate(mut resource) => {
                 if resource.resource_id.is_empty() {
                     resource.resource_id = format!("resource-{}", store.id());
                 }
-                let id = resource.resource_id.clone();
-                store.resources.insert(id.clone(), resource);
-                json(json!({"resourceId": id}))
+                let resource_id = resource.resource_id.clone();
+                store.resources.insert(resource_id.clone(), resource);
+                answer(&Allocated { resource_id })
             }
             Call::Free { resource_id } => {
                 store.resources.remove(&resource_id);
-                json(json!({}))
+                answer(&Done {})
             }
         }
     }
+}
+
+/// An answer as `host_call` returns it, without bytes.
+fn answer<T: Serialize + ?Sized>(message: &T) -> Result<(String, Vec<u8>), String> {
+    Ok((to_json(message), Vec::new()))
+}
+
+fn fail(kind: ErrorKind, message: impl Into<String>) -> String {
+    Failure::new(kind, message).to_json()
 }
 
 impl Store {

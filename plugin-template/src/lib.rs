@@ -53,6 +53,7 @@ impl Node for TemplateNode {
 
 nano_plugin_abi::export_nodes![TemplateNode];
 
+// `testing` comes from the `[dev-dependencies]` entry with `features = ["testing"]`.
 #[cfg(test)]
 mod tests {
     use super::*;

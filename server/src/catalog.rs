@@ -6,36 +6,60 @@ use std::{collections::HashSet, path::Path, process::ExitCode, sync::Arc};
 
 use crate::{
     config::{Config, Isolation, Overrides},
-    execution::{Backend, InProcess},
+    execution::{Backend, InProcess, Languages, ProcessSettings, PythonSettings, is_python_library},
     loader::NodeInfo,
     reconcile::Reconciler,
     registry::NodeRegistry,
 };
 
 /// A backend for a command, with the runtime its workers need (kept alive
-/// as long as the backend; dropping it ends the workers).
+/// as long as the backend; dropping it ends the workers). Python libraries
+/// go to Python workers, as in the server.
 fn command_backend(
     isolation: Isolation,
-    settings: impl FnOnce() -> crate::execution::ProcessSettings,
+    settings: impl FnOnce() -> ProcessSettings,
+    python: PythonSettings,
 ) -> Result<(Arc<dyn Backend>, Option<tokio::runtime::Runtime>), String> {
-    match isolation {
-        Isolation::InProcess => Ok((
-            Arc::new(InProcess::new(1, &settings().root, None).map_err(|e| e.to_string())?),
-            None,
-        )),
-        #[cfg(unix)]
-        Isolation::Process => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let services = crate::nanocore::Services::disabled();
-            let backend = crate::execution::ProcessBackend::new(settings(), runtime.handle().clone(), services);
-            Ok((Arc::new(backend), Some(runtime)))
+    let settings = settings();
+    #[cfg(unix)]
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let handle = runtime.handle().clone();
+        let services = crate::nanocore::Services::disabled;
+        let native: Arc<dyn Backend> = match isolation {
+            Isolation::InProcess => Arc::new(InProcess::new(1, &settings.root, None).map_err(|e| e.to_string())?),
+            Isolation::Process => Arc::new(crate::execution::ProcessBackend::new(
+                settings.clone(),
+                handle.clone(),
+                services(),
+            )),
+        };
+        let python = crate::execution::ProcessBackend::python(settings, python, handle, services());
+        Ok((
+            Arc::new(Languages {
+                native,
+                python: Some(Arc::new(python)),
+            }),
+            Some(runtime),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = python;
+        match isolation {
+            Isolation::InProcess => Ok((
+                Arc::new(Languages {
+                    native: Arc::new(InProcess::new(1, &settings.root, None).map_err(|e| e.to_string())?),
+                    python: None,
+                }),
+                None,
+            )),
+            Isolation::Process => Err(crate::execution::PROCESS_ISOLATION_UNSUPPORTED.to_owned()),
         }
-        #[cfg(not(unix))]
-        Isolation::Process => Err(crate::execution::PROCESS_ISOLATION_UNSUPPORTED.to_owned()),
     }
 }
 
@@ -47,7 +71,12 @@ pub fn inspect(library: &Path, json: bool, isolation: Isolation) -> ExitCode {
     let loaded = std::fs::read(library)
         .map_err(|e| format!("cannot read the file: {e}"))
         .and_then(|bytes| {
-            let (backend, runtime) = command_backend(isolation, || crate::execution::ProcessSettings::defaults(root))?;
+            let python = PythonSettings {
+                project_root: crate::config::absolute(Path::new(".")),
+                interpreter: None,
+                workers: 1,
+            };
+            let (backend, runtime) = command_backend(isolation, || ProcessSettings::defaults(root), python)?;
             let loaded = backend.load(library, &bytes).map_err(|e| e.to_string());
             drop(runtime);
             loaded
@@ -60,11 +89,15 @@ pub fn inspect(library: &Path, json: bool, isolation: Isolation) -> ExitCode {
             } else {
                 println!("library:   {}", library.display());
                 println!("isolation: {}", isolation.as_str());
-                println!(
-                    "abi:       nano-plugin-abi {} (this server: {})",
-                    loaded.abi_version,
-                    nano_plugin_abi::ABI_VERSION
-                );
+                if is_python_library(library) {
+                    println!("runtime:   {}", loaded.abi_version);
+                } else {
+                    println!(
+                        "abi:       nano-plugin-abi {} (this server: {})",
+                        loaded.abi_version,
+                        nano_plugin_abi::ABI_VERSION
+                    );
+                }
                 println!("nodes:");
                 print_node_table(loaded.nodes.iter().map(|n| (n, None)));
             }
@@ -130,13 +163,20 @@ pub fn list_nodes(config_path: &Path, isolation: Option<Isolation>) -> ExitCode 
             return ExitCode::from(2);
         }
     };
-    let (backend, _runtime) = match command_backend(config.isolation, || crate::serve::process_settings(&config)) {
-        Ok(backend) => backend,
-        Err(err) => {
-            eprintln!("nano-server nodes: {err}");
-            return ExitCode::FAILURE;
-        }
+    let python = PythonSettings {
+        project_root: config.python.project_root.clone(),
+        interpreter: config.python.interpreter.clone(),
+        // Loading a library to list its nodes needs one worker.
+        workers: 1,
     };
+    let (backend, _runtime) =
+        match command_backend(config.isolation, || crate::serve::process_settings(&config), python) {
+            Ok(backend) => backend,
+            Err(err) => {
+                eprintln!("nano-server nodes: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
     let registry = NodeRegistry::new();
     let mut reconciler = Reconciler::new(backend, registry.clone(), config.nodes_path.clone())
         .allow_insecure_permissions(config.allow_insecure_permissions);

@@ -4,8 +4,9 @@
 //! in: discovery, trust, loading), `reconcile` and `watcher` (keeping the
 //! served set equal to the disk), `registry` (what is served now),
 //! `execution` (running a node, on a backend), [`protocol`] (the wire
-//! format), `state`, `ws`, `http` and `api` (the transports), `ui` (the
-//! browser pages), `metrics` and `failures` (what is measured and kept);
+//! format), `state`, `transport` and `api` (the transports: listener,
+//! router, WebSocket sessions, the HTTP API), `ui` (the browser pages),
+//! `metrics` and `failures` (what is measured and kept);
 //! [`serve`] ties them together. [`build`],
 //! [`scaffold`] and [`catalog`] back the `build`, `new`, `inspect` and
 //! `nodes` commands.
@@ -21,23 +22,23 @@ mod api;
 pub mod build;
 pub mod catalog;
 pub mod config;
-mod connection;
 mod execution;
 mod failures;
-mod http;
 pub mod loader;
 mod metrics;
 mod nanocore;
 pub mod protocol;
+pub mod python_env;
+mod rate_limit;
 mod reconcile;
 mod registry;
 pub mod scaffold;
 pub mod serve;
 mod state;
 pub mod telemetry;
+mod transport;
 mod ui;
 mod watcher;
-mod ws;
 
 /// Runs a worker process (`nano-server worker`, started by the server in
 /// process isolation, never by hand).
@@ -46,9 +47,14 @@ pub fn run_worker(threads: usize) -> std::process::ExitCode {
     execution::run_worker(threads)
 }
 
-/// The server's one HTTP client (NanoCore's API, trace export), shared.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    nanocore::http_client()
+/// Returns free heap memory to the system (glibc's `malloc_trim`), after
+/// something large and rare was freed (a library version). Elsewhere a no-op.
+pub(crate) fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Locks a mutex, taking the data even if a thread panicked holding it: every

@@ -7,7 +7,7 @@ use clap::{CommandFactory, Parser};
 use nano_server::{
     build, catalog,
     config::{self, Config, Isolation, Overrides},
-    scaffold,
+    python_env, scaffold,
     serve::serve,
     telemetry::{self, LogFormat},
 };
@@ -53,7 +53,7 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Subcommand {
-    /// Creates a node crate from the plugin template.
+    /// Creates a node crate from the plugin template (or, with --python, an SDK `node.py`).
     New {
         /// Crate name, e.g. `word_count` (the node uid becomes `word-count`).
         name: String,
@@ -64,13 +64,17 @@ enum Subcommand {
         #[arg(long)]
         path: Option<PathBuf>,
         /// The nano-plugin-abi crate to depend on [default: found from the path].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "python")]
         abi_path: Option<PathBuf>,
+        /// A Python SDK node (`node.py`) instead of a Rust crate.
+        #[arg(long)]
+        python: bool,
     },
     /// Builds every node crate under a folder and installs each library in
-    /// its crate's folder, where the server finds it.
+    /// its crate's folder, where the server finds it; gives each Python node
+    /// folder with requirements.txt or pyproject.toml a .venv with them.
     Build {
-        /// Folder to search for node crates.
+        /// Folder to search for node crates and Python node folders.
         #[arg(default_value = "nodes")]
         dir: PathBuf,
         /// Build with optimisations.
@@ -140,7 +144,8 @@ fn main() -> ExitCode {
             category,
             path,
             abi_path,
-        }) => return new_node(&name, &category, path, abi_path.as_deref()),
+            python,
+        }) => return new_node(&name, &category, path, abi_path.as_deref(), python),
         Some(Subcommand::Build { dir, release }) => return build_nodes(&dir, release),
         Some(Subcommand::Inspect {
             library,
@@ -180,18 +185,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let http = match nano_server::http_client() {
-        Ok(http) => http,
-        Err(err) => {
-            eprintln!("nano-server: cannot create the HTTP client: {err:#}");
-            return ExitCode::FAILURE;
-        }
-    };
     // Flushes batched trace spans when dropped, after serving.
     let _telemetry = telemetry::init(
-        cli.log_format.unwrap_or(config.log_format),
-        log_filter(),
-        http,
+        cli.log_format.unwrap_or(config.telemetry.log_format),
+        log_filter(config.telemetry.log_filter.as_deref()),
         runtime.handle().clone(),
     );
     config.log_notes();
@@ -205,26 +202,43 @@ fn main() -> ExitCode {
     }
 }
 
-/// `RUST_LOG`, else the SDK's `NANOSDK_LOG_LEVEL`, `NANOCORE_LOG_LEVEL` or
-/// `LOG_LEVEL`, else `info`.
-fn log_filter() -> EnvFilter {
-    config::log_filter_from_env()
+/// The configured filter (`RUST_LOG`, else the SDK's `NANOSDK_LOG_LEVEL`,
+/// `NANOCORE_LOG_LEVEL` or `LOG_LEVEL`), else `info`.
+fn log_filter(configured: Option<&str>) -> EnvFilter {
+    configured
         .and_then(|filter| EnvFilter::try_new(filter).ok())
         .unwrap_or_else(|| EnvFilter::new("info"))
 }
 
-fn new_node(name: &str, category: &str, path: Option<PathBuf>, abi: Option<&std::path::Path>) -> ExitCode {
+fn new_node(
+    name: &str,
+    category: &str,
+    path: Option<PathBuf>,
+    abi: Option<&std::path::Path>,
+    python: bool,
+) -> ExitCode {
     if let Some(why) = scaffold::invalid_name(name) {
-        eprintln!("nano-server new: `{name}` is not a valid crate name: {why}");
+        let what = if python { "node name" } else { "crate name" };
+        eprintln!("nano-server new: `{name}` is not a valid {what}: {why}");
         return ExitCode::from(2);
     }
     let dir = path.unwrap_or_else(|| PathBuf::from("nodes").join(category.to_lowercase()).join(name));
-    match scaffold::create(name, category, &dir, abi) {
+    let created = if python {
+        scaffold::create_python(name, category, &dir)
+    } else {
+        scaffold::create(name, category, &dir, abi)
+    };
+    match created {
         Ok(files) => {
             for file in files {
                 println!("created {}", file.display());
             }
-            for line in scaffold::next_steps(name, &dir) {
+            let next = if python {
+                scaffold::next_steps_python(name, &dir)
+            } else {
+                scaffold::next_steps(name, &dir)
+            };
+            for line in next {
                 println!("{line}");
             }
             ExitCode::SUCCESS
@@ -255,9 +269,17 @@ fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if crates.is_empty() {
+    let packs = match python_env::find_python_packs(dir) {
+        Ok(packs) => packs,
+        Err(err) => {
+            eprintln!("nano-server build: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if crates.is_empty() && packs.is_empty() {
         eprintln!(
-            "nano-server build: no node crate (a Cargo.toml with a cdylib) under {}",
+            "nano-server build: no node crate (a Cargo.toml with a cdylib) and no Python node folder with \
+             requirements.txt or pyproject.toml under {}",
             dir.display()
         );
         return ExitCode::FAILURE;
@@ -277,7 +299,32 @@ fn build_nodes(dir: &std::path::Path, release: bool) -> ExitCode {
             }
         }
     }
-    println!("{} of {} node crate(s) built", crates.len() - failed, crates.len());
+    if !crates.is_empty() {
+        println!("{} of {} node crate(s) built", crates.len() - failed, crates.len());
+    }
+    let mut failed_packs = 0;
+    for pack in &packs {
+        match python_env::prepare(pack, std::path::Path::new("python3")) {
+            Ok(interpreter) => println!(
+                "prepared {} ({}) -> {}",
+                pack.folder.display(),
+                pack.declares,
+                interpreter.display()
+            ),
+            Err(err) => {
+                eprintln!("nano-server build: {}: {err:#}", pack.folder.display());
+                failed_packs += 1;
+            }
+        }
+    }
+    if !packs.is_empty() {
+        println!(
+            "{} of {} Python node folder(s) prepared",
+            packs.len() - failed_packs,
+            packs.len()
+        );
+    }
+    failed += failed_packs;
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

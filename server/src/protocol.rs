@@ -311,8 +311,13 @@ pub(crate) fn status_object(status: &Status) -> Cow<'_, str> {
     match status {
         Status::Running => Cow::Borrowed(r#"{"type":"running","message":"Starting execution..."}"#),
         Status::Update(_, json) => Cow::Borrowed(json),
-        Status::Complete(outputs) => Cow::Owned(format!(
+        Status::Complete(outputs, None) => Cow::Owned(format!(
             r#"{{"type":"complete","message":"Execution finished.","outputs":{}}}"#,
+            outputs.get()
+        )),
+        Status::Complete(outputs, Some(message)) => Cow::Owned(format!(
+            r#"{{"type":"complete","message":{},"outputs":{}}}"#,
+            serde_json::Value::from(&**message),
             outputs.get()
         )),
         Status::Error(_, message) => Cow::Owned(serde_json::json!({"type": "error", "message": message}).to_string()),

@@ -15,7 +15,7 @@ use std::{
 };
 
 use crate::{
-    execution::Backend,
+    execution::{Backend, is_python_library},
     loader::{self, LoadError},
     metrics,
     registry::{Library, NodeRegistry},
@@ -83,9 +83,11 @@ impl Reconciler {
         let on_disk = loader::scan(&self.root)?;
         let mut report = Report::default();
         let mut loaded = Vec::new();
+        let shared = SharedSources::find(&self.root, &on_disk, touched);
 
         for path in &on_disk {
-            if let Some(library) = self.examine(path, touched.contains(path), &mut report) {
+            let touched = is_touched(path, touched) || (shared.touched && is_python_library(path));
+            if let Some(library) = self.examine(path, touched, shared.hash, &mut report) {
                 loaded.push(library);
             }
         }
@@ -121,11 +123,15 @@ impl Reconciler {
             tracing::info!(library = %path.display(), nodes = ?old, elapsed_ms, "removed {}", path.display());
         }
         report.loaded = new_versions.into_iter().map(|(path, _)| path).collect();
+        if !report.loaded.is_empty() || !report.removed.is_empty() {
+            // The bytes read for the new versions were freed just now.
+            crate::give_back_free_memory();
+        }
         Ok(report)
     }
 
     /// Looks at one file; returns a freshly loaded version to serve.
-    fn examine(&mut self, path: &Path, touched: bool, report: &mut Report) -> Option<Library> {
+    fn examine(&mut self, path: &Path, touched: bool, shared_hash: u64, report: &mut Report) -> Option<Library> {
         let before = fs::metadata(path).ok()?;
         let seen = self.seen.get(path);
         let unchanged_meta = seen.is_some_and(|s| s.len == before.len() && s.modified == before.modified().ok());
@@ -153,7 +159,13 @@ impl Reconciler {
             tracing::debug!(library = %path.display(), "still changing; will look again");
             return None;
         }
-        let hash = content_hash(&bytes);
+        // A Python library is its node.py, the modules beside it, and the
+        // project's shared modules.
+        let hash = if is_python_library(path) {
+            content_hash(&bytes) ^ sibling_sources_hash(path) ^ shared_hash
+        } else {
+            content_hash(&bytes)
+        };
         let served = seen.and_then(|s| s.served);
         let previous_hash = seen.map(|s| s.hash);
         let mut record = Seen {
@@ -219,6 +231,86 @@ impl Reconciler {
         self.seen.insert(path.to_owned(), record);
         library
     }
+}
+
+/// Whether a file event named `path`, or for a Python library, a `.py`
+/// module in its folder (an edit of a helper it imports reloads it).
+fn is_touched(path: &Path, touched: &HashSet<PathBuf>) -> bool {
+    touched.contains(path)
+        || (is_python_library(path)
+            && touched
+                .iter()
+                .any(|t| t.parent() == path.parent() && t.extension().is_some_and(|ext| ext == "py")))
+}
+
+/// The `.py` modules under the root outside every node folder (a folder
+/// holding a `node.py`): shared code any Python library may import, so a
+/// change to one reloads every Python library.
+struct SharedSources {
+    /// Their names and contents, hashed (0 when there are none).
+    hash: u64,
+    /// Whether a file event named one (or one that is gone).
+    touched: bool,
+}
+
+impl SharedSources {
+    fn find(root: &Path, libraries: &[PathBuf], touched: &HashSet<PathBuf>) -> Self {
+        let node_folders: HashSet<&Path> = libraries
+            .iter()
+            .filter(|path| is_python_library(path))
+            .filter_map(|path| path.parent())
+            .collect();
+        if node_folders.is_empty() {
+            return Self {
+                hash: 0,
+                touched: false,
+            };
+        }
+        let is_shared = |path: &Path| {
+            path.extension().is_some_and(|ext| ext == "py")
+                && path.parent().is_some_and(|folder| !node_folders.contains(folder))
+        };
+        let touched = touched.iter().any(|path| is_shared(path));
+        let sources: Vec<PathBuf> = loader::walk(root, "nodes_path")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(path, is_folder)| !is_folder && is_shared(path))
+            .map(|(path, _)| path)
+            .collect();
+        if sources.is_empty() {
+            return Self { hash: 0, touched };
+        }
+        Self {
+            hash: sources_hash(sources),
+            touched,
+        }
+    }
+}
+
+/// The hash of the `.py` files beside the `node.py` at `path` (not itself),
+/// by name and content: a change to one makes a new version.
+fn sibling_sources_hash(path: &Path) -> u64 {
+    let Some(folder) = path.parent() else { return 0 };
+    let Ok(entries) = fs::read_dir(folder) else { return 0 };
+    let sources: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|p| p.as_path() != path && p.extension().is_some_and(|ext| ext == "py") && p.is_file())
+        .collect();
+    sources_hash(sources)
+}
+
+/// The hash of `sources` by name and content, in name order.
+fn sources_hash(mut sources: Vec<PathBuf>) -> u64 {
+    sources.sort();
+    let mut all = Vec::new();
+    for source in sources {
+        all.extend_from_slice(source.as_os_str().as_encoded_bytes());
+        all.push(0);
+        all.extend_from_slice(&fs::read(&source).unwrap_or_default());
+        all.push(0);
+    }
+    content_hash(&all)
 }
 
 fn describe(library: &Library) -> Vec<String> {

@@ -25,7 +25,8 @@ use crate::{
 pub struct Library {
     /// The file under `nodes_path` it was loaded from.
     pub path: PathBuf,
-    /// The nano-plugin-abi version it was built against.
+    /// The nano-plugin-abi version it was built against; for a Python
+    /// library, the interpreter that runs it ("python 3.11.7").
     pub abi_version: String,
     /// Its nodes, in the order the library lists them.
     pub nodes: Vec<NodeInfo>,
@@ -213,8 +214,8 @@ impl NodeRegistry {
     }
 
     /// Stops serving the library version running on `runtime` (it failed
-    /// for good), unless another version replaced it already.
-    pub fn withdraw(&self, runtime: &Arc<dyn LibraryRuntime>) {
+    /// for good, for `reason`), unless another version replaced it already.
+    pub fn withdraw(&self, runtime: &Arc<dyn LibraryRuntime>, reason: &str) {
         let served = lock(&self.inner.libraries)
             .values()
             .any(|library| Arc::ptr_eq(&library.runtime, runtime));
@@ -232,8 +233,7 @@ impl NodeRegistry {
             for path in failed {
                 self.refuse(
                     &path,
-                    "its worker failed for good while serving (see the log); not served until the file changes"
-                        .to_owned(),
+                    format!("failed while serving: {reason}; not served until the file changes"),
                     false,
                 );
             }

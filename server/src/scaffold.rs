@@ -1,5 +1,6 @@
 //! `nano-server new`: a node crate from the plugin template, which is
-//! embedded in the binary so an installed `nano-server` can scaffold too.
+//! embedded in the binary so an installed `nano-server` can scaffold too;
+//! with `--python`, an SDK-style `node.py` from `plugin-template/python`.
 //!
 //! The generated crate is a workspace of its own with a path dependency on
 //! `nano-plugin-abi`, so it builds the same inside this repository and
@@ -18,6 +19,7 @@ use crate::config::{Config, Overrides, absolute};
 
 const TEMPLATE_MANIFEST: &str = include_str!("../../plugin-template/Cargo.toml");
 const TEMPLATE_LIB: &str = include_str!("../../plugin-template/src/lib.rs");
+const TEMPLATE_PYTHON: &str = include_str!("../../plugin-template/python/node.py");
 /// Where `plugin-abi` was when this binary was built (a fallback).
 const BUILT_ABI_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-abi");
 
@@ -117,13 +119,63 @@ pub fn create(name: &str, category: &str, dir: &Path, abi_dir: Option<&Path>) ->
     Ok(written)
 }
 
+/// Creates `dir/node.py`, a Python SDK node named after `name`; returns the
+/// file written.
+pub fn create_python(name: &str, category: &str, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if let Some(why) = invalid_name(name) {
+        bail!("`{name}` is not a valid node name: {why}");
+    }
+    if dir.exists() {
+        bail!("refusing to overwrite {}: it already exists", dir.display());
+    }
+    let names = Names::new(name);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join("node.py");
+    std::fs::write(&file, python_text(&names, category))?;
+    Ok(vec![file])
+}
+
+fn python_text(names: &Names, category: &str) -> String {
+    // Python string literals: the category is the only free text.
+    let category = category.replace('\\', "\\\\").replace('\'', "\\'");
+    TEMPLATE_PYTHON
+        .replace("'template-node'", &format!("'{}'", names.uid))
+        .replace("'Template Node'", &format!("'{}'", names.display))
+        .replace("'category': 'Examples'", &format!("'category': '{category}'"))
+}
+
+/// What to do after creating the Python node `name` in `dir`: a server
+/// watching the folder serves it at once; otherwise, start one.
+pub fn next_steps_python(name: &str, dir: &Path) -> Vec<String> {
+    let names = Names::new(name);
+    let edit = format!("next: edit {}", dir.join("node.py").display());
+    match building_server(dir, false) {
+        Some(url) => vec![
+            format!("{edit} and save"),
+            format!(
+                "the server on {url} watches its nodes_path: it serves node `{}` now, in a Python worker, and \
+                 again after every save",
+                names.uid
+            ),
+        ],
+        None => vec![
+            edit,
+            format!(
+                "a server whose nodes_path holds it serves node `{}` in a Python worker (python3 on PATH, or \
+                 [python] interpreter; see docs/python-nodes.md)",
+                names.uid
+            ),
+        ],
+    }
+}
+
 /// What to do after creating crate `name` in `dir`: when a server that builds
 /// sources serves the folder `dir` is in, saving is enough; otherwise, the
 /// command that builds it and where its library lands.
 pub fn next_steps(name: &str, dir: &Path) -> Vec<String> {
     let names = Names::new(name);
     let edit = format!("next: edit {}", dir.join("src").join("lib.rs").display());
-    match building_server(dir) {
+    match building_server(dir, true) {
         Some(url) => vec![
             format!("{edit} and save"),
             format!(
@@ -158,13 +210,14 @@ pub fn next_steps(name: &str, dir: &Path) -> Vec<String> {
 /// How long `new` may spend looking for a running server.
 const PROBE_BUDGET: Duration = Duration::from_millis(300);
 
-/// The address of a running server that will build `dir` when it changes:
-/// the configuration in the current folder builds sources and watches a
-/// `nodes_path` holding `dir`, and its port answers `GET /` with the status
+/// The address of a running server that will serve `dir` when it changes:
+/// the configuration in the current folder watches a `nodes_path` holding
+/// `dir` (and builds sources, when `needs_build_sources`: a crate), and its port answers `GET /` with the status
 /// document of the same server uid, within [`PROBE_BUDGET`].
-fn building_server(dir: &Path) -> Option<String> {
+fn building_server(dir: &Path, needs_build_sources: bool) -> Option<String> {
     let config = Config::load(&crate::config::default_file(), &Overrides::default()).ok()?;
-    if !(config.build_sources && config.auto_watch && absolute(dir).starts_with(&config.nodes_path)) {
+    let builds = config.build_sources || !needs_build_sources;
+    if !(builds && config.auto_watch && absolute(dir).starts_with(&config.nodes_path)) {
         return None;
     }
     let host = match config.host.as_str() {
@@ -176,9 +229,10 @@ fn building_server(dir: &Path) -> Option<String> {
     let deadline = Instant::now() + PROBE_BUDGET;
     let mut stream = TcpStream::connect_timeout(&address, PROBE_BUDGET).ok()?;
     let bearer = config
+        .limits
         .auth_token
-        .as_deref()
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .as_ref()
+        .map(|token| format!("Authorization: Bearer {}\r\n", token.expose()))
         .unwrap_or_default();
     stream.set_write_timeout(Some(PROBE_BUDGET)).ok()?;
     write!(
@@ -217,12 +271,7 @@ fn manifest_text(names: &Names, abi: &Path) -> String {
             "edition.workspace = true" => "edition = \"2024\"".to_owned(),
             "rust-version.workspace = true" | "license.workspace = true" => continue,
             l if l.starts_with("# Outside this workspace") => continue,
-            "nano-plugin-abi.workspace = true" => {
-                format!(
-                    "nano-plugin-abi = {{ path = \"{}\" }}",
-                    abi.display().to_string().replace('\\', "/")
-                )
-            }
+            l if l.starts_with("nano-plugin-abi") => abi_dependency(l, abi),
             _ => line.to_owned(),
         };
         out.push_str(&line);
@@ -233,6 +282,16 @@ fn manifest_text(names: &Names, abi: &Path) -> String {
          # repository and outside it.\n[workspace]\n",
     );
     out
+}
+
+/// The template's `nano-plugin-abi` entry (the dependency, or the
+/// dev-dependency with `testing`) with a path instead of the workspace.
+fn abi_dependency(line: &str, abi: &Path) -> String {
+    let path = format!("path = \"{}\"", abi.display().to_string().replace('\\', "/"));
+    match line {
+        "nano-plugin-abi.workspace = true" => format!("nano-plugin-abi = {{ {path} }}"),
+        _ => line.replace("workspace = true", &path),
+    }
 }
 
 fn lib_text(names: &Names, category: &str) -> String {
@@ -314,6 +373,11 @@ mod tests {
         let manifest = manifest_text(&names, Path::new("../../plugin-abi"));
         assert!(manifest.contains("name = \"word_shout\""));
         assert!(manifest.contains("nano-plugin-abi = { path = \"../../plugin-abi\" }"));
+        let dev = manifest.split("[dev-dependencies]").nth(1).unwrap_or_default();
+        assert!(
+            dev.contains("nano-plugin-abi = { path = \"../../plugin-abi\", features = [\"testing\"] }"),
+            "{manifest}"
+        );
         assert!(manifest.contains("[workspace]"));
         assert!(!manifest.contains(".workspace = true"), "{manifest}");
         let lib = lib_text(&names, "Text");
@@ -322,6 +386,15 @@ mod tests {
         assert!(lib.contains("pub struct WordShout;"));
         assert!(lib.contains("export_nodes![WordShout]"));
         assert!(!lib.contains("TemplateNode") && !lib.contains("template-node"));
+    }
+
+    #[test]
+    fn the_python_template_is_named_after_the_node() {
+        let text = python_text(&Names::new("word_shout"), "It's text");
+        assert!(text.contains("'uid': 'word-shout'"), "{text}");
+        assert!(text.contains("'name': 'Word Shout'"), "{text}");
+        assert!(text.contains(r"'category': 'It\'s text'"), "{text}");
+        assert!(!text.contains("template-node"), "{text}");
     }
 
     #[test]

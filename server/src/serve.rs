@@ -1,5 +1,5 @@
 //! Serving: load the nodes, bind, serve both transports on one port, and
-//! drain on SIGINT/SIGTERM.
+//! drain on SIGINT, SIGTERM or SIGHUP.
 
 use std::{collections::HashSet, io::Write, sync::Arc, time::Instant};
 
@@ -7,15 +7,13 @@ use anyhow::Context as _;
 
 use crate::{
     build,
-    config::Config,
-    config::{Isolation, SwapStrategy},
-    connection::{self, ConnectionLimits},
-    execution::{AdmissionLimits, Backend, Executor, InProcess, ProcessSettings},
-    http,
+    config::{self, Config, Isolation, SwapStrategy},
+    execution::{AdmissionLimits, Backend, Executor, InProcess, Languages, ProcessSettings},
     nanocore::Services,
     reconcile::Reconciler,
     registry::NodeRegistry,
     state::{Limits, ServerState, Setup},
+    transport::{self, ConnectionLimits},
     watcher,
 };
 
@@ -34,14 +32,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
     let registry = NodeRegistry::new();
-    let services = Arc::new(
-        Services::new(
-            &config.identity.nanocore_http_endpoint,
-            config.nanocore_token.clone(),
-            &config.identity.server_uid,
-        )
-        .context("cannot create the HTTP client for NanoCore")?,
-    );
+    let services = Arc::new(Services::new(
+        &config.identity.nanocore_http_endpoint,
+        config.nanocore.token.as_ref().map(|token| token.expose().to_owned()),
+        &config.identity.server_uid,
+    ));
     let backend = backend(&config, &registry, &services)?;
     tracing::info!(isolation = config.isolation.as_str(), "plugin isolation");
     let mut reconciler = Reconciler::new(backend, registry.clone(), config.nodes_path.clone())
@@ -72,44 +67,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
 
-    let admission = AdmissionLimits {
-        max_concurrent: config.max_concurrent_executions,
-        max_queued: config.max_queued_executions,
-        max_queued_bytes: config.max_queued_bytes,
-        per_node: config.node_concurrency.clone(),
-    };
-    let executor = Arc::new(Executor::new(admission, config.execution_timeout));
-    {
-        let registry = registry.clone();
-        executor.resolve_with(Box::new(move |uid| {
-            registry.snapshot().get(uid).map(|node| node.target.clone())
-        }));
-    }
-    let limits = Limits {
-        auth_token: config.auth_token.as_deref().map(Into::into),
-        max_message_bytes: config.max_message_bytes,
-        max_connections: config.max_connections,
-        max_request_bytes: config.max_request_bytes,
-        max_outbox_bytes: config.max_outbox_bytes,
-        allowed_origins: config.allowed_origins.clone(),
-        loopback_only: false,
-    };
+    let served = registry.clone();
+    let executor = Arc::new(Executor::new(
+        admission_limits(&config.admission),
+        config.admission.execution_timeout,
+        Box::new(move |uid| served.snapshot().get(uid).map(|node| node.target.clone())),
+    ));
     let connection_limits = ConnectionLimits::resolve(
-        config.max_http_connections,
-        config.header_read_timeout,
-        config.idle_timeout,
+        config.limits.max_http_connections,
+        config.limits.header_read_timeout,
+        config.limits.idle_timeout,
     );
     let address = config.listen_address();
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr()?;
-    let limits = Limits {
-        // Bound to loopback only: requests naming another host are refused
-        // (DNS rebinding).
-        loopback_only: local.ip().is_loopback(),
-        ..limits
-    };
+    if config.limits.auth_token.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(
+            %local,
+            "authentication is off on an address that is not loopback: whoever reaches it can run every node; \
+             set auth_token (or NANO_SERVER_TOKEN)"
+        );
+    }
+    // Bound to loopback only: requests naming another host are refused
+    // (DNS rebinding).
+    let limits = Limits::new(&config.limits, local.ip().is_loopback());
     let setup = Setup {
         started: std::time::SystemTime::now(),
         isolation: config.isolation,
@@ -125,7 +108,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         idle_timeout_ms = connection_limits.idle_timeout.as_millis() as u64,
         "listening"
     );
-    // Listening for SIGINT/SIGTERM before saying ready: a signal sent the
+    // Listening for the signals before saying ready: a signal sent the
     // moment we are ready drains instead of killing the process.
     let stop = shutdown_signal();
     {
@@ -134,9 +117,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         writeln!(stdout, "[NANOSERVER_READY]")?;
         stdout.flush()?;
     }
-    connection::serve(
+    transport::accept_connections(
         listener,
-        http::router(state.clone()),
+        transport::router(state.clone()),
         connection_limits,
         drain_on_signal(stop, state, config.shutdown_grace, services),
     )
@@ -145,25 +128,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The backend `config.isolation` asks for. In process mode, a library that
-/// fails for good is withdrawn from `registry`.
+/// The backend `config.isolation` asks for, for compiled libraries; Python
+/// `node.py` libraries always run in worker processes. A library that
+/// fails for good in a worker is withdrawn from `registry`.
 pub(crate) fn backend(
     config: &Config,
     registry: &NodeRegistry,
     services: &Arc<Services>,
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let runtime = tokio::runtime::Handle::current();
-    Ok(match config.isolation {
+    let native: Arc<dyn Backend> = match config.isolation {
         Isolation::InProcess => Arc::new(
             InProcess::new(
-                config.max_concurrent_executions,
+                config.admission.max_concurrent_executions,
                 &config.nodes_path,
-                Some((Arc::clone(services), runtime)),
+                Some((Arc::clone(services), runtime.clone())),
             )
             .context("cannot create the folder for private library copies")?,
         ),
-        Isolation::Process => process_backend(config, registry, services, runtime)?,
-    })
+        Isolation::Process => process_backend(config, registry, services, runtime.clone())?,
+    };
+    Ok(Arc::new(Languages {
+        native,
+        python: python_backend(config, registry, services, runtime),
+    }))
 }
 
 /// The process backend; a library that fails for good is withdrawn.
@@ -176,7 +164,7 @@ fn process_backend(
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let backend = crate::execution::ProcessBackend::new(process_settings(config), runtime, Arc::clone(services));
     let registry = registry.clone();
-    backend.on_failed(Box::new(move |runtime| registry.withdraw(runtime)));
+    backend.on_failed(Box::new(move |runtime, reason| registry.withdraw(runtime, reason)));
     Ok(Arc::new(backend))
 }
 
@@ -191,21 +179,65 @@ fn process_backend(
     anyhow::bail!(crate::execution::PROCESS_ISOLATION_UNSUPPORTED)
 }
 
-/// The process backend's settings from the configuration.
+/// The backend of Python workers (`None` without Unix); a library that
+/// fails for good is withdrawn.
+#[cfg(unix)]
+fn python_backend(
+    config: &Config,
+    registry: &NodeRegistry,
+    services: &Arc<Services>,
+    runtime: tokio::runtime::Handle,
+) -> Option<Arc<dyn Backend>> {
+    let python = crate::execution::PythonSettings {
+        project_root: config.python.project_root.clone(),
+        interpreter: config.python.interpreter.clone(),
+        workers: config.python.workers,
+    };
+    let backend =
+        crate::execution::ProcessBackend::python(process_settings(config), python, runtime, Arc::clone(services));
+    let registry = registry.clone();
+    backend.on_failed(Box::new(move |runtime, reason| registry.withdraw(runtime, reason)));
+    Some(Arc::new(backend))
+}
+
+#[cfg(not(unix))]
+fn python_backend(
+    _config: &Config,
+    _registry: &NodeRegistry,
+    _services: &Arc<Services>,
+    _runtime: tokio::runtime::Handle,
+) -> Option<Arc<dyn Backend>> {
+    None
+}
+
+/// The process backend's settings: the process section, with the root and
+/// the threads per worker.
 pub(crate) fn process_settings(config: &Config) -> ProcessSettings {
+    let process = &config.process;
     ProcessSettings {
         root: config.nodes_path.clone(),
-        threads: config.max_concurrent_executions,
-        start_timeout: config.worker_start_timeout,
-        abort_grace: config.abort_grace,
-        drain: config.worker_drain,
-        memory_limit_bytes: config.worker_memory_limit_mb.map(|mb| mb << 20),
-        restart_initial: config.worker_restart_initial,
-        restart_max: config.worker_restart_max,
-        restart_wait: config.worker_restart_wait,
-        restart_reset: config.worker_restart_reset,
-        stop_first: config.swap_strategy == SwapStrategy::StopFirst,
-        stop_first_libraries: config.stop_first_libraries.clone(),
+        threads: config.admission.max_concurrent_executions,
+        start_timeout: process.worker_start_timeout,
+        abort_grace: process.abort_grace,
+        drain: process.worker_drain,
+        memory_limit_bytes: process.worker_memory_limit_mb.map(|mb| mb << 20),
+        restart_initial: process.worker_restart_initial,
+        restart_max: process.worker_restart_max,
+        restart_wait: process.worker_restart_wait,
+        restart_reset: process.worker_restart_reset,
+        stop_first: process.swap_strategy == SwapStrategy::StopFirst,
+        stop_first_libraries: process.stop_first_libraries.clone(),
+    }
+}
+
+/// The executor's admission limits: the admission section under the
+/// executor's names.
+fn admission_limits(admission: &config::Admission) -> AdmissionLimits {
+    AdmissionLimits {
+        max_concurrent: admission.max_concurrent_executions,
+        max_queued: admission.max_queued_executions,
+        max_queued_bytes: admission.max_queued_bytes,
+        per_node: admission.node_concurrency.clone(),
     }
 }
 
@@ -228,11 +260,18 @@ fn load_all(reconciler: &mut Reconciler, registry: &NodeRegistry, config: &Confi
         snapshot.libraries,
         if snapshot.libraries == 1 { "y" } else { "ies" },
     );
-    // A Python SDK project pointed at this server: say so once.
-    if snapshot.libraries == 0
-        && let Some(warning) = crate::loader::python_nodes_warning(root)
-    {
-        tracing::warn!(nodes_path = %root.display(), "{warning}");
+    let python = registry
+        .libraries()
+        .iter()
+        .map(|(library, _)| library.path.clone())
+        .chain(registry.refusals().into_iter().map(|refusal| refusal.path))
+        .filter(|path| crate::execution::is_python_library(path))
+        .count();
+    if python > 0 && config.isolation == Isolation::InProcess {
+        tracing::info!(
+            python_libraries = python,
+            "Python libraries (node.py) run in worker processes even with isolation = \"in-process\""
+        );
     }
     Ok(())
 }
@@ -301,15 +340,18 @@ async fn drain_on_signal(
     });
 }
 
-/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
-/// called, not when it is first polled.
+/// Resolves on SIGINT, SIGTERM or SIGHUP (a closed terminal, or a
+/// supervisor that stops with it: left to its default, SIGHUP would end the
+/// process with no drain). The handlers are installed when this is called,
+/// not when it is first polled.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let (interrupt, terminate) = {
+    let (interrupt, terminate, hangup) = {
         use tokio::signal::unix::{SignalKind, signal};
         (
             signal(SignalKind::interrupt()).ok(),
             signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::hangup()).ok(),
         )
     };
     async move {
@@ -323,13 +365,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                     None => std::future::pending::<()>().await,
                 }
             };
-            tokio::select! {
-                () = wait(interrupt) => {},
-                () = wait(terminate) => {},
-            }
+            let name = tokio::select! {
+                () = wait(interrupt) => "SIGINT",
+                () = wait(terminate) => "SIGTERM",
+                () = wait(hangup) => "SIGHUP",
+            };
+            tracing::info!(signal = name, "shutdown signal received");
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutdown signal received");
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown signal received");
+        }
     }
 }

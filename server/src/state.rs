@@ -2,8 +2,9 @@
 //! sees (identity, registry, executor, limits), the count of open
 //! WebSockets, and the shutdown flags.
 //!
-//! Both transports import it; it imports neither (`http` → `api`, `ws` →
-//! `state` → `execution`, `registry`, `config`, `metrics`, `nanocore`).
+//! Both transports import it; it imports neither (`transport::router` →
+//! `api`, `transport::ws` → `state` → `execution`, `registry`, `config`,
+//! `metrics`, `nanocore`).
 
 use std::{
     path::PathBuf,
@@ -17,12 +18,13 @@ use std::{
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{
-    config::{Identity, Isolation},
+    config::{self, Identity, Isolation, Secret},
     execution::{ExecutionRequest, Executor, Failure, Origin, Status, StatusSink},
     metrics,
     nanocore::Services,
     protocol,
     registry::NodeRegistry,
+    transport::StreamCaps,
 };
 
 /// How this server runs, for the operator page and the routes the
@@ -38,11 +40,11 @@ pub struct Setup {
     pub services: Arc<Services>,
 }
 
-/// Limits and access rules of the transports. Its `Debug` output redacts
-/// the token.
-#[derive(Clone)]
+/// Limits and access rules of the transports: the configured ones (see
+/// [`config::Limits`]) and what binding told.
+#[derive(Debug, Clone)]
 pub struct Limits {
-    pub auth_token: Option<Arc<str>>,
+    pub auth_token: Option<Secret>,
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub max_request_bytes: usize,
@@ -53,19 +55,25 @@ pub struct Limits {
     /// Listening on a loopback address only: every request must name a
     /// loopback host.
     pub loopback_only: bool,
+    pub max_event_streams: usize,
+    pub max_event_streams_per_address: usize,
 }
 
-impl std::fmt::Debug for Limits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limits")
-            .field("auth_token", &crate::config::redacted(self.auth_token.as_deref()))
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("max_connections", &self.max_connections)
-            .field("max_request_bytes", &self.max_request_bytes)
-            .field("max_outbox_bytes", &self.max_outbox_bytes)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("loopback_only", &self.loopback_only)
-            .finish()
+impl Limits {
+    /// The transports' share of `config`, for a server listening on
+    /// loopback only or not.
+    pub fn new(config: &config::Limits, loopback_only: bool) -> Self {
+        Self {
+            auth_token: config.auth_token.clone(),
+            max_message_bytes: config.max_message_bytes,
+            max_connections: config.max_connections,
+            max_request_bytes: config.max_request_bytes,
+            max_outbox_bytes: config.max_outbox_bytes,
+            allowed_origins: config.allowed_origins.clone(),
+            loopback_only,
+            max_event_streams: config.max_event_streams,
+            max_event_streams_per_address: config.max_event_streams_per_address,
+        }
     }
 }
 
@@ -92,6 +100,8 @@ pub struct SharedState {
     pub setup: Setup,
     connections: Arc<AtomicU64>,
     open_websockets: Arc<AtomicUsize>,
+    /// Open event streams, capped in total and per address.
+    pub event_streams: Arc<StreamCaps>,
     /// Flips to true when WebSockets should send their last frames and close.
     closing: tokio::sync::watch::Sender<bool>,
     shutting_down: Arc<AtomicBool>,
@@ -115,6 +125,7 @@ impl ServerState {
             setup,
             connections: Arc::new(AtomicU64::new(0)),
             open_websockets: Arc::new(AtomicUsize::new(0)),
+            event_streams: Arc::default(),
             closing: tokio::sync::watch::channel(false).0,
             shutting_down: Arc::new(AtomicBool::new(false)),
             openapi: Arc::new(OnceLock::new()),

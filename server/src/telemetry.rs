@@ -23,7 +23,7 @@ use opentelemetry_sdk::{
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::connection::RateLimitedCount;
+use crate::rate_limit::RateLimitedCount;
 use tracing_subscriber::{
     EnvFilter, Layer, filter::Targets, layer::SubscriberExt, registry::LookupSpan, util::SubscriberInitExt,
 };
@@ -62,13 +62,8 @@ impl Drop for Telemetry {
 }
 
 /// Installs the global subscriber: logs in `format` filtered by `filter`,
-/// and traces when configured, exported with `client` on `runtime`.
-pub fn init(
-    format: LogFormat,
-    filter: EnvFilter,
-    client: reqwest::Client,
-    runtime: tokio::runtime::Handle,
-) -> Telemetry {
+/// and traces when configured, exported on `runtime`.
+pub fn init(format: LogFormat, filter: EnvFilter, runtime: tokio::runtime::Handle) -> Telemetry {
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -84,7 +79,7 @@ pub fn init(
             .with_filter(filter)
             .boxed(),
     };
-    let (provider, setup_error) = match tracer_provider(client, runtime) {
+    let (provider, setup_error) = match tracer_provider(runtime) {
         Ok(provider) => (provider, None),
         Err(err) => (None, Some(err)),
     };
@@ -113,10 +108,7 @@ fn otel_layer<S: tracing::Subscriber + for<'a> LookupSpan<'a>>(
 }
 
 /// The tracer provider the standard variables ask for, or none.
-fn tracer_provider(
-    client: reqwest::Client,
-    runtime: tokio::runtime::Handle,
-) -> Result<Option<SdkTracerProvider>, String> {
+fn tracer_provider(runtime: tokio::runtime::Handle) -> Result<Option<SdkTracerProvider>, String> {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let configured = set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
@@ -135,7 +127,6 @@ fn tracer_provider(
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(SharedClient {
-            client,
             runtime,
             failures: Failures::default(),
         })
@@ -153,12 +144,12 @@ fn tracer_provider(
     ))
 }
 
-/// The server's HTTP client, for the exporter. The SDK's batch processor
+/// The server's HTTP client, for the exporter, taken at the first export
+/// (not at start: see `nanocore::http_client`). The SDK's batch processor
 /// exports from a thread of its own, outside the runtime reqwest needs, so
 /// each request runs as a task on the server's runtime.
 #[derive(Debug)]
 struct SharedClient {
-    client: reqwest::Client,
     runtime: tokio::runtime::Handle,
     failures: Failures,
 }
@@ -166,22 +157,24 @@ struct SharedClient {
 #[async_trait::async_trait]
 impl HttpClient for SharedClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let client = self.client.clone();
-        let sent = self
-            .runtime
-            .spawn(async move {
-                let request = reqwest::Request::try_from(request)?;
-                let response = client.execute(request).await?;
-                let mut answer = Response::builder().status(response.status());
-                if let Some(headers) = answer.headers_mut() {
-                    *headers = response.headers().clone();
-                }
-                let body = response.bytes().await?;
-                Ok::<_, HttpError>(answer.body(body)?)
-            })
-            .await
-            .map_err(|e| Box::new(e) as HttpError)
-            .and_then(|result| result);
+        let sent = match crate::nanocore::http_client() {
+            Ok(client) => self
+                .runtime
+                .spawn(async move {
+                    let request = reqwest::Request::try_from(request)?;
+                    let response = client.execute(request).await?;
+                    let mut answer = Response::builder().status(response.status());
+                    if let Some(headers) = answer.headers_mut() {
+                        *headers = response.headers().clone();
+                    }
+                    let body = response.bytes().await?;
+                    Ok::<_, HttpError>(answer.body(body)?)
+                })
+                .await
+                .map_err(|e| Box::new(e) as HttpError)
+                .and_then(|result| result),
+            Err(err) => Err(HttpError::from(format!("cannot create the HTTP client: {err:#}"))),
+        };
         match &sent {
             Ok(response) if !response.status().is_success() => self
                 .failures

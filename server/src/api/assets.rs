@@ -97,8 +97,16 @@ async fn upload(client: &nanocore::Client, mut file: Field<'_>, options: &Upload
     uploaded.map_err(nanocore_error)
 }
 
+/// What the browser's side of an upload did wrong. A body that stops
+/// arriving (the client hung up mid-upload) is the client's doing, not the
+/// server's: 400 and a debug line, where axum says 500 (an ERROR in the log).
 fn multipart_error(err: MultipartError) -> ApiError {
-    ApiError::new(err.status(), err.body_text())
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::debug!(error = %err.body_text(), "upload cut off by the client");
+        return ApiError::bad_request(format!("the upload was cut off: {}", err.body_text()));
+    }
+    ApiError::new(status, err.body_text())
 }
 
 /// A presigned URL for an asset, to show it in the browser without the token.

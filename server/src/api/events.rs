@@ -11,13 +11,15 @@
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
+    Extension,
     extract::State,
+    http::StatusCode,
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::Stream;
 
-use super::server::libraries_json;
-use crate::{registry::Snapshot, state::ServerState};
+use super::{ApiError, server::libraries_json};
+use crate::{rate_limit::RateLimitedCount, registry::Snapshot, state::ServerState, transport::ConnectionHandle};
 
 /// What one client was last sent.
 struct Sent {
@@ -31,10 +33,28 @@ struct Sent {
     responses((status = 200, content_type = "text/event-stream",
         description = "Server-Sent Events: `definitions` (data: the NodeDefinitions, as `GET /nodes`) and \
                        `libraries` (data: as `GET /libraries`), first at once, then after each change. \
-                       Ends when the server shuts down.")))]
+                       Ends when the server shuts down."),
+        (status = 503, description = "Too many open event streams: max_event_streams, or \
+                                      max_event_streams_per_address from this client", body = super::ErrorBody)))]
 pub(crate) async fn definition_events(
     State(state): State<ServerState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    connection: Option<Extension<ConnectionHandle>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let address = connection.map(|Extension(connection)| connection.remote());
+    let open = state
+        .event_streams
+        .open(
+            address,
+            state.limits.max_event_streams,
+            state.limits.max_event_streams_per_address,
+        )
+        .map_err(|refused| {
+            static REFUSED_STREAMS: RateLimitedCount = RateLimitedCount::new();
+            if let Some(refused_streams) = REFUSED_STREAMS.hit() {
+                tracing::warn!(refused = refused_streams, client = ?address, "refused event streams: {refused}");
+            }
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refused.to_string())
+        })?;
     let mut changes = state.registry.watch();
     changes.mark_changed();
     let closing = state.closing();
@@ -42,12 +62,13 @@ pub(crate) async fn definition_events(
         snapshot: None,
         libraries: String::new(),
     };
+    // `open` lives as long as the stream: its place is freed when it ends.
     let stream = futures_util::stream::unfold(
-        (state, changes, closing, sent, Vec::<Event>::new()),
-        |(state, mut changes, mut closing, mut sent, mut pending)| async move {
+        (state, changes, closing, sent, Vec::<Event>::new(), open),
+        |(state, mut changes, mut closing, mut sent, mut pending, open)| async move {
             loop {
                 if let Some(event) = pending.pop() {
-                    return Some((Ok(event), (state, changes, closing, sent, pending)));
+                    return Some((Ok(event), (state, changes, closing, sent, pending, open)));
                 }
                 if *closing.borrow() {
                     return None;
@@ -73,5 +94,5 @@ pub(crate) async fn definition_events(
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

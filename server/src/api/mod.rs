@@ -25,15 +25,11 @@ use axum::{
 use serde_json::{Map, Value, json, value::RawValue};
 
 use crate::{
-    connection::ConnectionHandle,
     execution::{Executor, Failure, Origin, Status, StatusSink},
     protocol::unknown_node_message,
     state::ServerState,
+    transport::{CLOSE_WITHIN, ConnectionHandle},
 };
-
-/// How long an event-stream client that stopped reading has to take what
-/// is queued before its connection is dropped.
-const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An error answer: `{"status": "error", "message": …}` with a status code.
 #[derive(Debug)]
@@ -210,9 +206,16 @@ pub(crate) async fn execute(
                 connection.close_after(CLOSE_WITHIN);
             }
         });
-        let (sink, statuses, unsent) = sse::StreamSink::new(state.limits.max_outbox_bytes, on_overflow);
-        state.start_execution(owner, request, origin, Arc::new(sink));
-        return Ok(sse::event_stream(statuses, unsent, guard, instance_id, node_id).into_response());
+        let (sink, statuses) = sse::StreamSink::new(state.limits.max_outbox_bytes, on_overflow);
+        let sink = Arc::new(sink);
+        state.start_execution(owner, request, origin, Arc::clone(&sink) as Arc<dyn StatusSink>);
+        // A refusal is known at once (admission answers synchronously): it
+        // gets its status code, as without the event stream, not a 200.
+        if let Some((failure, message)) = sink.take_refusal() {
+            guard.disarm();
+            return Err(ApiError::new(failure_code(failure), message));
+        }
+        return Ok(sse::event_stream(statuses, guard, instance_id, node_id).into_response());
     }
     // A plain JSON answer needs only the final status: this task wakes once.
     let (sink, answer) = tokio::sync::oneshot::channel();
@@ -230,7 +233,7 @@ pub(crate) async fn execute(
     };
     guard.disarm();
     match status {
-        Status::Complete(outputs) => Ok(Json(Completed {
+        Status::Complete(outputs, _) => Ok(Json(Completed {
             status: "complete",
             outputs: &outputs,
             instance_id: &instance_id,

@@ -21,7 +21,8 @@ use crate::{
 pub(crate) struct LibraryEntry {
     /// Its file, relative to `nodes_path`.
     path: String,
-    /// The nano-plugin-abi version it was built against.
+    /// The nano-plugin-abi version it was built against; for a Python
+    /// library, the interpreter that runs it ("python 3.11.7").
     abi_version: String,
     /// The uids it serves.
     nodes: Vec<String>,

@@ -9,13 +9,20 @@
 //! unless `[nodes.<uid>] max_concurrent` says less). Free slots go to the
 //! lanes round-robin, so a node at its limit, or a slow node with a long
 //! queue, never holds back the others.
+//!
+//! Fair slots: a node with nothing running may always start one execution,
+//! even when other nodes hold every slot, so the executions of one node,
+//! stalled or slow, never hold up another's. It stays work-conserving (a
+//! lone node uses every slot). So at most `max_concurrent` plus one per
+//! node run at once; what is admitted stays bounded by `max_concurrent +
+//! max_queued`, the extra executions being counted among those.
 
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
 };
 
-use super::{Active, Job, LibraryRuntime};
+use super::{Execution, Job, LibraryRuntime};
 
 /// The bounds, from the configuration.
 #[derive(Debug, Clone)]
@@ -40,6 +47,14 @@ impl AdmissionLimits {
     }
 }
 
+/// An admitted execution, until it concludes.
+pub(super) struct Active {
+    pub instance_id: String,
+    /// The connection that started it.
+    pub owner: u64,
+    pub execution: Arc<Execution>,
+}
+
 /// An admitted execution not yet handed to its runtime.
 pub(super) struct Pending {
     pub runtime: Arc<dyn LibraryRuntime>,
@@ -53,6 +68,11 @@ impl Pending {
         let bytes = request.inputs.len() + request.parameters.len() + request.graph_node.len();
         Self { runtime, job, bytes }
     }
+
+    /// Hands the execution, which has a slot now, to its runtime.
+    pub fn dispatch(self) {
+        self.runtime.execute(self.job);
+    }
 }
 
 /// One node's queue and its running count.
@@ -65,8 +85,9 @@ struct Lane {
 }
 
 /// Everything admitted, under one lock: the executions by id, the counts
-/// and the lanes. Invariant after every operation: either every slot is
-/// taken, or no lane that could run is waiting (`ready` is empty).
+/// and the lanes. Invariant after every operation: no lane that could run
+/// is waiting, that is every lane in `ready` has something running and
+/// every slot is taken.
 #[derive(Default)]
 pub(super) struct Book {
     pub active: HashMap<u64, Active>,
@@ -109,7 +130,8 @@ impl Book {
             self.lanes.insert(Arc::clone(uid), Lane::default());
         }
         let lane = self.lanes.get_mut(uid).expect("inserted above");
-        if self.running < limits.max_concurrent && lane.running < node_limit && lane.waiting.is_empty() {
+        let has_slot = self.running < limits.max_concurrent || lane.running == 0;
+        if has_slot && lane.running < node_limit && lane.waiting.is_empty() {
             self.accepted += 1;
             self.running += 1;
             lane.running += 1;
@@ -149,12 +171,18 @@ impl Book {
         self.take_ready(limits)
     }
 
-    /// Hands out free slots to ready lanes, round-robin.
+    /// Hands out free slots to ready lanes, round-robin; a lane with
+    /// nothing running gets its fair slot even when all are taken.
     fn take_ready(&mut self, limits: &AdmissionLimits) -> Vec<Pending> {
         let mut now = Vec::new();
-        while self.running < limits.max_concurrent {
-            let Some(uid) = self.ready.pop_front() else { break };
+        let mut still_ready = VecDeque::new();
+        while let Some(uid) = self.ready.pop_front() {
             let Some(lane) = self.lanes.get_mut(&uid) else { continue };
+            if self.running >= limits.max_concurrent && lane.running > 0 {
+                // Waits for a slot, keeping its turn.
+                still_ready.push_back(uid);
+                continue;
+            }
             lane.ready = false;
             let Some(pending) = lane.waiting.pop_front() else {
                 continue;
@@ -169,6 +197,7 @@ impl Book {
             }
             now.push(pending);
         }
+        self.ready = still_ready;
         now
     }
 

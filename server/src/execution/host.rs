@@ -64,10 +64,11 @@ impl HostCallbacks for InProcessHost<'_> {
     fn host_call(&self, request: RStr<'_>, body: RSlice<'_, u8>) -> RResult<HostAnswer, RString> {
         let Some(host) = self.services else {
             return RResult::RErr(
-                nano_plugin_abi::services::failure(
-                    nano_plugin_abi::services::ErrorKind::Unsupported,
+                nano_plugin_abi::host_wire::Failure::new(
+                    nano_plugin_abi::host_wire::ErrorKind::Unsupported,
                     "this command runs no NanoCore services",
                 )
+                .to_json()
                 .into(),
             );
         };

@@ -52,3 +52,16 @@ impl ProcessSettings {
         }
     }
 }
+
+/// How Python `node.py` libraries are run (from the configuration).
+#[derive(Debug, Clone, Default)]
+pub struct PythonSettings {
+    /// The folder of the configuration file: the workers' working
+    /// directory, first on their module search path.
+    pub project_root: PathBuf,
+    /// `[python] interpreter`: the interpreter every worker runs (a path,
+    /// or a name looked up on `PATH`); `None`: looked for per library.
+    pub interpreter: Option<PathBuf>,
+    /// `[python] workers`: worker processes per library (0 counts as 1).
+    pub workers: usize,
+}

@@ -24,6 +24,16 @@ pub(crate) const MAX_TO_WORKER: usize = 1 << 30;
 /// Largest frame from a worker: a node's outputs or one status.
 pub(crate) const MAX_FROM_WORKER: usize = 256 << 20;
 
+/// A channel buffer larger than this is given back once empty (the
+/// library's bytes pass once; keeping their buffer would cost that much).
+pub(crate) const LARGE_BUFFER: usize = 4 << 20;
+
+/// The start of the name of a worker's folder for its private copy of the
+/// library: the server removes what a worker that died while loading left.
+pub(crate) fn private_dir_prefix(pid: u32) -> String {
+    format!("nano-server-worker-{pid}-")
+}
+
 /// Server → worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
@@ -55,6 +65,10 @@ pub(crate) enum ToWorker {
 pub(crate) struct ExecuteFrame {
     pub id: u64,
     pub node_index: u32,
+    /// The node's uid: what a language runtime names nodes by (native
+    /// workers use `node_index`, so it is not encoded for them).
+    #[serde(skip)]
+    pub uid: std::sync::Arc<str>,
     pub instance_id: String,
     pub inputs: String,
     pub parameters: String,
@@ -75,10 +89,13 @@ pub(crate) enum FromWorker {
         id: u64,
         json: String,
     },
-    /// A node returned: its outputs (JSON object) or its error.
+    /// A node returned: its outputs (JSON object) or its error; `message`
+    /// is its own message for `complete` (a language SDK's node may give
+    /// one; native nodes never do).
     Done {
         id: u64,
         outcome: Result<String, String>,
+        message: Option<String>,
     },
     /// A node of execution `id` calls a host service (NanoCore): a JSON
     /// `Call` and its bytes; answered by [`ToWorker::HostReply`] `call`.
@@ -92,6 +109,25 @@ pub(crate) enum FromWorker {
     ShutdownDone {
         hook: Option<Result<(), String>>,
     },
+}
+
+/// The execution id of a host call made outside any execution (while a
+/// library loads): a language runtime's `call` with a `null` id. The
+/// server's execution ids never reach it.
+pub(crate) const NO_EXECUTION: u64 = u64::MAX;
+
+/// The answer to host call `call` made outside any execution: this server
+/// answers only calls made for an execution.
+pub(crate) fn outside_execution(call: u64) -> ToWorker {
+    use nano_plugin_abi::host_wire::{ErrorKind, Failure};
+    ToWorker::HostReply {
+        call,
+        outcome: Err(Failure::new(
+            ErrorKind::Unsupported,
+            "host services are only available during an execution (not at import or in init)",
+        )
+        .to_json()),
+    }
 }
 
 /// The codec for one direction, refusing frames over `max` bytes.

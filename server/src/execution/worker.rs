@@ -44,7 +44,7 @@ pub fn run(threads: usize) -> ExitCode {
         let flags = libc::fcntl(wire::CHANNEL_FD, libc::F_GETFD);
         libc::fcntl(wire::CHANNEL_FD, libc::F_SETFD, flags | libc::FD_CLOEXEC);
     }
-    match serve(channel, threads) {
+    match run_worker_loop(channel, threads) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nano-server worker: {err:#}");
@@ -101,7 +101,7 @@ impl Channel {
             let written = (&self.stream).write_all(&batch);
             batch.clear();
             out = lock(&self.out);
-            if batch.capacity() <= super::process::LARGE_BUFFER {
+            if batch.capacity() <= wire::LARGE_BUFFER {
                 out.spare = batch;
             }
             if written.is_err() || out.pending.is_empty() {
@@ -127,7 +127,7 @@ impl Incoming {
         loop {
             if let Some(frame) = self.codec.decode(&mut self.buffer)? {
                 // The library comes in one large frame; do not keep its buffer.
-                if self.buffer.is_empty() && self.buffer.capacity() > super::process::LARGE_BUFFER {
+                if self.buffer.is_empty() && self.buffer.capacity() > wire::LARGE_BUFFER {
                     self.buffer = BytesMut::new();
                 }
                 return Ok(Some(wire::decode::<ToWorker>(&frame)?));
@@ -145,7 +145,9 @@ impl Incoming {
     }
 }
 
-fn serve(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
+/// Shakes hands, loads the library and runs what the server sends until it
+/// closes the channel or asks for the shutdown hook.
+fn run_worker_loop(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
     stream.set_nonblocking(false)?;
     let channel = Arc::new(Channel {
         stream: stream.try_clone()?,
@@ -175,7 +177,7 @@ fn serve(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
     };
     // Named after this process, so the server can remove it if this worker
     // dies while loading; gone once the library is mapped.
-    let loader = Loader::with_prefix(&super::process::private_dir_prefix(std::process::id()))?;
+    let loader = Loader::with_prefix(&wire::private_dir_prefix(std::process::id()))?;
     let loaded = loader.load_bytes(std::path::Path::new(&path), &bytes);
     drop(loader);
     drop(bytes);
@@ -214,7 +216,11 @@ fn serve(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
                     };
                     let outcome = run_node(module, frame, &host);
                     lock(&running).remove(&id);
-                    host.channel.send(&FromWorker::Done { id, outcome });
+                    host.channel.send(&FromWorker::Done {
+                        id,
+                        outcome,
+                        message: None,
+                    });
                 }));
                 if pool.submit(work).is_err() {
                     anyhow::bail!("no thread to run a node");
@@ -314,8 +320,9 @@ impl HostCallbacks for WorkerHost {
 
 /// The failure of a call the server can no longer answer.
 fn gone() -> String {
-    nano_plugin_abi::services::failure(
-        nano_plugin_abi::services::ErrorKind::Other,
+    nano_plugin_abi::host_wire::Failure::new(
+        nano_plugin_abi::host_wire::ErrorKind::Other,
         "the server closed the worker's channel",
     )
+    .to_json()
 }

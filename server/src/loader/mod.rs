@@ -23,7 +23,7 @@ use std::{
 mod scan;
 mod trust;
 
-pub use scan::{is_plugin_file, python_nodes_warning, scan, walk};
+pub use scan::{is_plugin_file, scan, walk};
 pub use trust::check_permissions;
 
 use abi_stable::{

@@ -1,4 +1,5 @@
-//! Discovery: which files under `nodes_path` are plugin libraries. The one
+//! Discovery: which files under `nodes_path` are libraries (compiled
+//! plugins, and Python SDK `node.py` files). The one
 //! directory walker of the server (the `build` command's search for node
 //! crates and its staleness check use it too), so every part skips the same
 //! entries and follows links the same way.
@@ -23,7 +24,13 @@ pub fn walk(root: &Path, scope: &str) -> std::io::Result<Vec<(PathBuf, bool)>> {
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name();
-            if name == "target" || name.to_string_lossy().starts_with('.') {
+            // Build output, hidden entries (`.venv`), Python's caches and
+            // installed packages are never a project's own libraries.
+            if name == "target"
+                || name == "__pycache__"
+                || name == "site-packages"
+                || name.to_string_lossy().starts_with('.')
+            {
                 continue;
             }
             let path = entry.path();
@@ -57,13 +64,13 @@ pub fn walk(root: &Path, scope: &str) -> std::io::Result<Vec<(PathBuf, bool)>> {
 }
 
 /// Whether a file name is one the scanner loads: the platform's library
-/// extension, not disabled.
+/// extension, or a Python SDK library (`node.py`), not disabled.
 pub fn is_plugin_file(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(OsStr::to_str) else {
         return false;
     };
     let disabled = name.starts_with("disabled.") || name.contains(".disabled.");
-    !disabled && path.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION))
+    !disabled && (path.extension() == Some(OsStr::new(std::env::consts::DLL_EXTENSION)) || name == "node.py")
 }
 
 /// Every plugin file under `root`, recursively, sorted (so duplicate uids
@@ -78,26 +85,6 @@ pub fn scan(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// The warning for a nodes folder of the Python SDK's `node.py` files with
-/// no compiled library and no node crate to build: a Python project pointed
-/// at this server. `None` otherwise (or when `root` cannot be read).
-pub fn python_nodes_warning(root: &Path) -> Option<&'static str> {
-    let mut python = false;
-    for (path, is_dir) in walk(root, "nodes_path").ok()? {
-        let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default();
-        if is_dir {
-            continue;
-        } else if is_plugin_file(&path) || name == "Cargo.toml" {
-            return None;
-        }
-        python |= name == "node.py";
-    }
-    python.then_some(
-        "nodes_path holds Python nodes (node.py) and no compiled libraries: this is nano-server, which serves \
-         Rust plugins; run the project with the Python SDK, or see README \"Write your first node\"",
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,29 +95,25 @@ mod tests {
         assert!(is_plugin_file(Path::new(&format!("nodes/a/libx.{ext}"))));
         assert!(!is_plugin_file(Path::new(&format!("nodes/a/disabled.libx.{ext}"))));
         assert!(!is_plugin_file(Path::new(&format!("nodes/a/libx.disabled.{ext}"))));
-        assert!(!is_plugin_file(Path::new("nodes/a/node.py")));
+        assert!(is_plugin_file(Path::new("nodes/a/node.py")));
+        assert!(!is_plugin_file(Path::new("nodes/a/helpers.py")));
     }
 
     #[test]
-    fn python_nodes_alone_are_recognised() {
+    fn python_libraries_are_found_but_not_in_virtual_environments_or_caches() {
         let dir = tempfile::tempdir().unwrap();
         let write = |relative: &str| {
             let path = dir.path().join(relative);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, "").unwrap();
         };
-        assert_eq!(python_nodes_warning(dir.path()), None, "an empty folder");
-        write("processing/simple_text_node/node.py");
-        write("processing/simple_text_node/__init__.py");
-        let warning = python_nodes_warning(dir.path()).unwrap();
-        assert!(
-            warning.contains("node.py") && warning.contains("Python SDK"),
-            "{warning}"
-        );
-        write("text/shout/Cargo.toml");
-        assert_eq!(python_nodes_warning(dir.path()), None, "a crate to build");
-        fs::remove_file(dir.path().join("text/shout/Cargo.toml")).unwrap();
-        write(&format!("text/shout/libshout.{}", std::env::consts::DLL_EXTENSION));
-        assert_eq!(python_nodes_warning(dir.path()), None, "a library");
+        write("processing/text/node.py");
+        write("processing/text/helpers.py");
+        write("processing/text/.venv/lib/python3.11/site-packages/x/node.py");
+        write("processing/venv/lib/python3.11/site-packages/y/node.py");
+        write("processing/text/__pycache__/node.py");
+        write("off/disabled.node.py");
+        let found = scan(dir.path()).unwrap();
+        assert_eq!(found, vec![dir.path().join("processing/text/node.py")]);
     }
 }

@@ -1,38 +1,18 @@
 //! NanoCore's HTTP API, as the Python SDK 0.2.x calls it: one client for the
 //! whole server (connection reuse, TLS on rustls with the ring provider),
-//! every call with the bearer token, every failure turned into an error a
-//! node author can read in an `error` status.
+//! built when first needed, every call with the bearer token, every failure
+//! turned into an error a node author can read in an `error` status.
 
 use std::time::Duration;
 
-use nano_plugin_abi::services::{AssetFilter, ErrorKind, Upload};
+/// A failed call: what the node sees (see [`nano_plugin_abi::services::ServiceError`]).
+pub use nano_plugin_abi::host_wire::Failure;
+use nano_plugin_abi::host_wire::{AssetFilter, ErrorKind, Upload};
 use reqwest::{StatusCode, multipart};
 use serde_json::Value;
 
-/// A failed call: what the node sees (see [`nano_plugin_abi::services::ServiceError`]).
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// As `host_call` returns it (JSON).
-    pub fn to_json(&self) -> String {
-        nano_plugin_abi::services::failure(self.kind, self.message.clone())
-    }
-}
-
 /// Where NanoCore is and how to reach it.
 pub struct Client {
-    http: reqwest::Client,
     /// `NANOCORE_HTTP_ENDPOINT` without its trailing `/`; `None` when unset.
     base: Option<String>,
     token: Option<String>,
@@ -40,13 +20,12 @@ pub struct Client {
 
 impl Client {
     /// A client for `endpoint` (empty: not configured) with `token`.
-    pub fn new(endpoint: &str, token: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(endpoint: &str, token: Option<String>) -> Self {
         let base = endpoint.trim().trim_end_matches('/');
-        Ok(Self {
-            http: http_client()?,
+        Self {
             base: (!base.is_empty()).then(|| base.to_owned()),
             token: token.filter(|t| !t.is_empty()),
-        })
+        }
     }
 
     fn base(&self) -> Result<&str, Failure> {
@@ -64,7 +43,10 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, Failure> {
-        let request = self.http.request(method, self.url(path)?);
+        let url = self.url(path)?;
+        let http = http_client()
+            .map_err(|err| Failure::new(ErrorKind::Other, format!("cannot create the HTTP client: {err:#}")))?;
+        let request = http.request(method, url);
         Ok(match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -192,7 +174,7 @@ impl Client {
             Some(size) => multipart::Part::stream_with_length(body, size),
             None => multipart::Part::stream(body),
         };
-        file = file.file_name(options.filename.clone().unwrap_or_else(|| "upload".to_owned()));
+        file = file.file_name(upload_file_name(options.filename.as_deref()));
         let mut form = multipart::Form::new().part("file", file);
         if let Some(kind) = &options.kind {
             form = form.text("type", kind.clone());
@@ -221,8 +203,13 @@ impl Client {
     }
 }
 
-/// The server's one HTTP client (NanoCore's API, trace export): built once,
+/// The server's one HTTP client (NanoCore's API, trace export): built when
+/// first needed, so a server that calls nothing never depends on it, then
 /// shared by every caller (clones share its connection pool).
+///
+/// Without CA certificates on the system (a minimal container image) it
+/// trusts no root, with a warning: plain HTTP still works, HTTPS fails at
+/// the handshake saying why.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     if let Some(client) = CLIENT.get() {
@@ -230,14 +217,41 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
     }
     // reqwest's rustls is built without a provider: install ring, once.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        // Between two reads, not in total: large downloads take what they take.
-        .read_timeout(Duration::from_secs(60))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("nano-server/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // Between two reads, not in total: large downloads take what they take.
+            .read_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("nano-server/", env!("CARGO_PKG_VERSION")))
+    };
+    let client = match builder().build() {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!(
+                "cannot use the system's CA certificates ({}): HTTPS calls (NanoCore, a trace collector) \
+                 will fail; plain HTTP works",
+                root_cause(&err)
+            );
+            builder()
+                .tls_certs_only(Vec::<reqwest::tls::Certificate>::new())
+                .build()?
+        }
+    };
     Ok(CLIENT.get_or_init(|| client).clone())
+}
+
+/// The name an upload is sent to NanoCore under: the last component of what
+/// the node or browser gave, so a name like `../../etc/passwd` (or its
+/// Windows form) can never reach a path at NanoCore; `upload` when nothing
+/// usable is left.
+fn upload_file_name(given: Option<&str>) -> String {
+    let last = given.unwrap_or_default().rsplit(['/', '\\']).next().unwrap_or_default();
+    let name: String = last.chars().filter(|c| !c.is_control()).collect();
+    match name.trim() {
+        "" | "." | ".." => "upload".to_owned(),
+        name => name.to_owned(),
+    }
 }
 
 /// The innermost cause: "Connection refused (os error 111)" rather than
@@ -255,5 +269,28 @@ fn excerpt(text: &str) -> String {
     match text.char_indices().nth(200) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upload_file_name;
+
+    #[test]
+    fn upload_names_lose_their_path() {
+        for (given, sent) in [
+            (Some("../../../etc/passwd"), "passwd"),
+            (Some("/abs/photo.png"), "photo.png"),
+            (Some("..\\..\\windows\\evil.dll"), "evil.dll"),
+            (Some("dir/sub\\mixed.txt"), "mixed.txt"),
+            (Some("plain name.txt"), "plain name.txt"),
+            (Some("line\r\nbreak.txt"), "linebreak.txt"),
+            (Some("../"), "upload"),
+            (Some(".."), "upload"),
+            (Some(""), "upload"),
+            (None, "upload"),
+        ] {
+            assert_eq!(upload_file_name(given), sent, "{given:?}");
+        }
     }
 }

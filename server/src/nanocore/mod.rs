@@ -28,7 +28,11 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 pub use client::{Client, Failure, http_client};
-use nano_plugin_abi::services::{CHUNK_BYTES, ErrorKind, Resource, Upload, check_hash, wire::Call};
+use nano_plugin_abi::{
+    host_wire::{Allocated, Begun, CHUNK_BYTES, Call, Done, ErrorKind, Opened, Resource, Upload, Url, to_json},
+    services::check_hash,
+};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -97,18 +101,18 @@ impl Drop for Uploading {
 impl Services {
     /// Services reaching NanoCore at `endpoint` (empty: not configured,
     /// every call fails saying so) with `token`, as server `server_uid`.
-    pub fn new(endpoint: &str, token: Option<String>, server_uid: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            client: Arc::new(Client::new(endpoint, token)?),
+    pub fn new(endpoint: &str, token: Option<String>, server_uid: &str) -> Self {
+        Self {
+            client: Arc::new(Client::new(endpoint, token)),
             server_uid: server_uid.to_owned(),
             next_id: AtomicU64::new(1),
             state: Mutex::default(),
-        })
+        }
     }
 
     /// Services for commands that run no nodes.
     pub fn disabled() -> Arc<Self> {
-        Arc::new(Self::new("", None, "").expect("a client without TLS roots builds"))
+        Arc::new(Self::new("", None, ""))
     }
 
     /// NanoCore's API itself, for the server's own routes (`/assets`).
@@ -160,7 +164,6 @@ impl Services {
 
     async fn run(&self, owner: &Owner, call: Call, body: Bytes) -> Result<(String, Bytes), Failure> {
         let key = (owner.version, owner.execution);
-        let json = |value: Value| Ok((value.to_string(), Bytes::new()));
         match call {
             Call::Open { hash } => {
                 checked(&hash)?;
@@ -177,7 +180,7 @@ impl Services {
                 lock(&self.state)
                     .streams
                     .insert(stream, (key, Arc::new(tokio::sync::Mutex::new(download))));
-                json(json!({"stream": stream, "size": size}))
+                answer(&Opened { size, stream })
             }
             Call::Read { stream, max } => {
                 let download = self.stream(key, stream)?;
@@ -185,39 +188,53 @@ impl Services {
                 if !matches!(&chunk, Ok(bytes) if !bytes.is_empty()) {
                     lock(&self.state).streams.remove(&stream);
                 }
-                Ok((String::from("{}"), chunk?))
+                Ok((to_json(&Done {}), chunk?))
             }
             Call::Close { stream } => {
-                self.stream(key, stream)?;
-                lock(&self.state).streams.remove(&stream);
-                json(json!({}))
+                // A stream read to its end is gone already: closing it then
+                // is fine (the Python runtime closes after end of file).
+                let mut state = lock(&self.state);
+                match state.streams.get(&stream) {
+                    Some((owner, _)) if *owner != key => {
+                        return Err(Failure::new(ErrorKind::Other, format!("no open asset stream {stream}")));
+                    }
+                    _ => {
+                        state.streams.remove(&stream);
+                    }
+                }
+                drop(state);
+                answer(&Done {})
             }
+            // NanoCore's own answers go through as sent (see host_wire): a
+            // newer plugin may read fields this server does not name.
             Call::Exists { hash } => {
                 checked(&hash)?;
-                json(self.client.exists(&hash).await?)
+                answer(&self.client.exists(&hash).await?)
             }
             Call::List(filter) => {
                 if let Some(hash) = &filter.hash {
                     checked(hash)?;
                 }
-                json(self.client.list(&filter).await?)
+                answer(&self.client.list(&filter).await?)
             }
             Call::Presigned { hash } => {
                 checked(&hash)?;
-                json(self.client.presigned(&hash).await?)
+                answer(&self.client.presigned(&hash).await?)
             }
             Call::DownloadUrl { hash } => {
                 checked(&hash)?;
-                json(json!({"url": self.client.url(&format!("/assets/{hash}/download"))?}))
+                answer(&Url {
+                    url: self.client.url(&format!("/assets/{hash}/download"))?,
+                })
             }
             Call::Upload(upload) => {
                 let size = body.len() as u64;
-                json(self.client.upload(body.into(), Some(size), &upload).await?)
+                answer(&self.client.upload(body.into(), Some(size), &upload).await?)
             }
             Call::UploadBegin { upload, size } => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 self.begin_upload(key, id, upload, size)?;
-                json(json!({"upload": id}))
+                answer(&Begun { upload: id })
             }
             Call::UploadWrite { upload } => {
                 let uploading = self.upload(key, upload)?;
@@ -236,7 +253,7 @@ impl Services {
                     }
                     .unwrap_or_else(|| Failure::new(ErrorKind::Other, "the upload ended early")));
                 }
-                json(json!({}))
+                answer(&Done {})
             }
             Call::UploadFinish { upload } => {
                 let uploading = self.upload(key, upload)?;
@@ -247,17 +264,17 @@ impl Services {
                     uploading.task.take()
                 };
                 match task {
-                    Some(task) => json(finished(task).await?),
+                    Some(task) => answer(&finished(task).await?),
                     None => Err(Failure::new(ErrorKind::Other, "the upload was already finished")),
                 }
             }
             Call::UploadCancel { upload } => {
                 lock(&self.state).uploads.remove(&upload);
-                json(json!({}))
+                answer(&Done {})
             }
             Call::Allocate(resource) => {
-                let id = self.allocate(owner, resource).await?;
-                json(json!({"resourceId": id}))
+                let resource_id = self.allocate(owner, resource).await?;
+                answer(&Allocated { resource_id })
             }
             Call::Free { resource_id } => {
                 self.client
@@ -266,7 +283,7 @@ impl Services {
                 if let Some((_, held)) = lock(&self.state).resources.get_mut(&owner.version) {
                     held.remove(&resource_id);
                 }
-                json(json!({}))
+                answer(&Done {})
             }
         }
     }
@@ -309,13 +326,9 @@ impl Services {
         if resource.resource_id.is_empty() {
             resource.resource_id = uuid::Uuid::new_v4().to_string();
         }
-        let data = json!({
-            "resourceId": resource.resource_id,
-            "type": resource.kind,
-            "name": resource.name,
-            "vramUsage": resource.vram_usage,
-            "metadata": resource.metadata,
-        });
+        // NanoCore's ALLOCATE takes the resource as plugins send it.
+        let data = serde_json::to_value(&resource)
+            .map_err(|e| Failure::new(ErrorKind::Other, format!("the resource is not JSON: {e}")))?;
         self.client.resources(&self.server_uid, "ALLOCATE", data).await?;
         lock(&self.state)
             .resources
@@ -372,6 +385,12 @@ impl Services {
             self.end_version(version).await;
         }
     }
+}
+
+/// A typed answer (or NanoCore's own JSON, forwarded) as `host_call`
+/// returns it, without bytes.
+fn answer(message: &impl Serialize) -> Result<(String, Bytes), Failure> {
+    Ok((to_json(message), Bytes::new()))
 }
 
 fn checked(hash: &str) -> Result<(), Failure> {

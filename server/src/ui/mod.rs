@@ -61,19 +61,21 @@ pub(crate) fn router() -> Router<ServerState> {
 }
 
 async fn page(State(state): State<ServerState>, headers: HeaderMap) -> Response {
-    serve(&ASSETS[0], &state, &headers)
+    asset_response(&ASSETS[0], &state, &headers)
 }
 
 async fn file(State(state): State<ServerState>, Path(path): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|asset| asset.name == path) {
-        Some(asset) => serve(asset, &state, &headers),
+        Some(asset) => asset_response(asset, &state, &headers),
         // A page's address (`/ui/nodes/simple-text`): the app routes it.
-        None if !path.rsplit('/').next().unwrap_or("").contains('.') => serve(&ASSETS[0], &state, &headers),
+        None if !path.rsplit('/').next().unwrap_or("").contains('.') => asset_response(&ASSETS[0], &state, &headers),
         None => with_policy(StatusCode::NOT_FOUND.into_response(), &state),
     }
 }
 
-fn serve(asset: &Asset, state: &ServerState, headers: &HeaderMap) -> Response {
+/// `asset` with its validator (`ETag`, answered with 304 when the browser
+/// has it) and the pages' security headers.
+fn asset_response(asset: &Asset, state: &ServerState, headers: &HeaderMap) -> Response {
     let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(asset.body.as_bytes()));
     let fresh = headers
         .get(header::IF_NONE_MATCH)

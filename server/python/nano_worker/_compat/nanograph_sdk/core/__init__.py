@@ -1,0 +1,1 @@
+"""Core functionality of the Nanograph SDK"""

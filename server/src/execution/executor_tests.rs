@@ -1,0 +1,480 @@
+//! The executor as its callers see it: the order in which waiting
+//! executions start, exactly one final status per execution whatever ends
+//! it, and executions that waited across a swap. Runtimes are stand-ins
+//! that keep the jobs handed to them, so each test decides when a node
+//! starts and how it ends.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use super::*;
+use crate::{
+    execution::{HookOutcome, LibraryRuntime},
+    lock,
+};
+
+/// The statuses an execution sent, as `kind`, or `error:<label>` for errors.
+#[derive(Default)]
+struct Heard(Mutex<Vec<Status>>);
+
+impl StatusSink for Heard {
+    fn send(&self, status: Status) {
+        lock(&self.0).push(status);
+    }
+}
+
+impl Heard {
+    fn kinds(&self) -> Vec<String> {
+        lock(&self.0)
+            .iter()
+            .map(|status| match status {
+                Status::Error(failure, _) => format!("error:{}", failure.label()),
+                status => status.kind().to_owned(),
+            })
+            .collect()
+    }
+
+    fn finals(&self) -> usize {
+        lock(&self.0).iter().filter(|status| status.is_final()).count()
+    }
+}
+
+/// A library version that keeps the jobs handed to it until the test takes
+/// them; once retired it redirects them, as the real runtimes do.
+struct Version {
+    jobs: Mutex<HashMap<String, Job>>,
+    /// The instance ids handed to any version of the test, in order.
+    dispatched: Arc<Mutex<Vec<String>>>,
+    retired: AtomicBool,
+}
+
+impl LibraryRuntime for Version {
+    fn execute(&self, job: Job) {
+        if self.retired.load(Ordering::SeqCst) {
+            job.redirect(self);
+            return;
+        }
+        let instance = job.request.instance_id.clone();
+        lock(&self.dispatched).push(instance.clone());
+        lock(&self.jobs).insert(instance, job);
+    }
+
+    fn shutdown_hook(&self) -> HookOutcome {
+        None
+    }
+
+    fn retire(&self) -> bool {
+        self.retired.store(true, Ordering::SeqCst);
+        false
+    }
+}
+
+impl Version {
+    fn take(&self, instance: &str) -> Job {
+        lock(&self.jobs)
+            .remove(instance)
+            .unwrap_or_else(|| panic!("`{instance}` was not handed to this version"))
+    }
+
+    fn holds(&self, instance: &str) -> bool {
+        lock(&self.jobs).contains_key(instance)
+    }
+
+    /// Runs `instance`'s node through to `outcome`.
+    fn run(&self, instance: &str, outcome: Result<&str, Failure>) {
+        let job = self.take(instance);
+        let running = job.execution.begin().expect("the execution was not aborted");
+        job.execution.end(
+            running,
+            outcome
+                .map(str::to_owned)
+                .map_err(|failure| (failure, "it failed".to_owned())),
+        );
+    }
+
+    fn complete(&self, instance: &str) {
+        self.run(instance, Ok(r#"{"out":[1]}"#));
+    }
+}
+
+/// An executor, the nodes it serves now, and what was handed out.
+struct Server {
+    executor: Executor,
+    served: Arc<Mutex<HashMap<String, Target>>>,
+    dispatched: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn new(max_concurrent: usize, max_queued: usize) -> Self {
+        Self::with(
+            AdmissionLimits {
+                max_concurrent,
+                max_queued,
+                max_queued_bytes: 1 << 20,
+                per_node: HashMap::new(),
+            },
+            None,
+        )
+    }
+
+    fn with(limits: AdmissionLimits, timeout: Option<Duration>) -> Self {
+        let served: Arc<Mutex<HashMap<String, Target>>> = Arc::default();
+        let resolver = {
+            let served = Arc::clone(&served);
+            Box::new(move |uid: &str| lock(&served).get(uid).cloned())
+        };
+        Self {
+            executor: Executor::new(limits, timeout, resolver),
+            served,
+            dispatched: Arc::default(),
+        }
+    }
+
+    /// Serves a new version of `uid` (replacing the one served) with the
+    /// node at `node_index`.
+    fn serve(&self, uid: &str, node_index: u32) -> Arc<Version> {
+        let version = Arc::new(Version {
+            jobs: Mutex::default(),
+            dispatched: Arc::clone(&self.dispatched),
+            retired: AtomicBool::new(false),
+        });
+        let target = Target {
+            uid: uid.into(),
+            runtime: Arc::clone(&version) as Arc<dyn LibraryRuntime>,
+            node_index,
+            metrics: Arc::new(OnceLock::new()),
+        };
+        lock(&self.served).insert(uid.to_owned(), target);
+        version
+    }
+
+    /// Starts `instance` of the version of `uid` served now.
+    fn start(&self, uid: &str, instance: &str) -> Arc<Heard> {
+        let target = lock(&self.served).get(uid).cloned().expect("the node is served");
+        let heard = Arc::new(Heard::default());
+        let request = ExecutionRequest {
+            instance_id: instance.to_owned(),
+            node_uid: uid.to_owned(),
+            inputs: "{}".to_owned(),
+            parameters: "[]".to_owned(),
+            graph_node: "null".to_owned(),
+        };
+        let sink = Arc::clone(&heard) as Arc<dyn StatusSink>;
+        self.executor.start(1, &target, request, Origin::default(), sink);
+        heard
+    }
+
+    fn dispatched(&self) -> Vec<String> {
+        lock(&self.dispatched).clone()
+    }
+}
+
+// Admission order.
+
+#[test]
+fn executions_waiting_for_a_node_start_in_the_order_they_arrived() {
+    let server = Server::new(1, 10);
+    let a = server.serve("a", 0);
+    for instance in ["a1", "a2", "a3", "a4"] {
+        server.start("a", instance);
+    }
+    assert_eq!(server.dispatched(), ["a1"], "one slot: the others wait");
+    for instance in ["a1", "a2", "a3"] {
+        a.complete(instance);
+    }
+    assert_eq!(server.dispatched(), ["a1", "a2", "a3", "a4"]);
+}
+
+#[test]
+fn free_slots_go_to_the_waiting_nodes_in_turn() {
+    let server = Server::new(1, 10);
+    let a = server.serve("a", 0);
+    let b = server.serve("b", 0);
+    for (uid, instance) in [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("b", "b2")] {
+        server.start(uid, instance);
+    }
+    a.complete("a1");
+    b.complete("b1");
+    a.complete("a2");
+    b.complete("b2");
+    assert_eq!(
+        server.dispatched(),
+        ["a1", "b1", "a2", "b2", "a3"],
+        "a long queue of one node does not hold back another's"
+    );
+}
+
+#[test]
+fn a_node_holding_every_slot_does_not_hold_up_another_node() {
+    // a's executions hold both slots (stalled, say); b still gets one, its
+    // fair slot, and only one: its next waits like a's.
+    let server = Server::new(2, 10);
+    let a = server.serve("a", 0);
+    let b = server.serve("b", 0);
+    for instance in ["a1", "a2", "a3"] {
+        server.start("a", instance);
+    }
+    server.start("b", "b1");
+    server.start("b", "b2");
+    assert_eq!(server.dispatched(), ["a1", "a2", "b1"]);
+    // b's slot frees: b's next takes it, not a's (a holds the other two).
+    b.complete("b1");
+    assert_eq!(server.dispatched(), ["a1", "a2", "b1", "b2"]);
+    // Work-conserving: alone, a uses every slot again once b is done.
+    b.complete("b2");
+    a.complete("a1");
+    assert_eq!(server.dispatched(), ["a1", "a2", "b1", "b2", "a3"]);
+}
+
+#[test]
+fn a_node_at_its_own_limit_does_not_hold_back_the_others() {
+    let limits = AdmissionLimits {
+        max_concurrent: 2,
+        max_queued: 10,
+        max_queued_bytes: 1 << 20,
+        per_node: [("a".to_owned(), 1)].into_iter().collect(),
+    };
+    let server = Server::with(limits, None);
+    let a = server.serve("a", 0);
+    let b = server.serve("b", 0);
+    server.start("a", "a1");
+    server.start("a", "a2");
+    server.start("b", "b1");
+    assert_eq!(server.dispatched(), ["a1", "b1"]);
+    b.complete("b1");
+    assert_eq!(server.dispatched(), ["a1", "b1"], "a2 waits for a's own slot");
+    a.complete("a1");
+    assert_eq!(server.dispatched(), ["a1", "b1", "a2"]);
+}
+
+#[test]
+fn beyond_the_running_and_waiting_limits_an_execution_is_refused_as_busy() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    server.start("a", "a1");
+    let waiting = server.start("a", "a2");
+    let refused = server.start("a", "a3");
+    assert_eq!(refused.kinds(), ["error:busy"]);
+    assert_eq!(server.executor.active_count(), 2, "the refused one is not kept");
+    a.complete("a1");
+    a.complete("a2");
+    assert_eq!(waiting.kinds(), ["running", "complete"]);
+    assert_eq!(server.dispatched(), ["a1", "a2"]);
+}
+
+#[test]
+fn beyond_the_waiting_bytes_an_execution_is_refused_as_busy() {
+    let limits = AdmissionLimits {
+        max_concurrent: 1,
+        max_queued: 10,
+        // One waiting request ({}, [] and null) fits; two do not.
+        max_queued_bytes: 10,
+        per_node: HashMap::new(),
+    };
+    let server = Server::with(limits, None);
+    server.serve("a", 0);
+    server.start("a", "a1");
+    let waiting = server.start("a", "a2");
+    let refused = server.start("a", "a3");
+    assert!(waiting.kinds().is_empty());
+    assert_eq!(refused.kinds(), ["error:busy"]);
+}
+
+// Exactly one final status.
+
+#[test]
+fn a_node_that_completes_sends_running_then_complete() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    let heard = server.start("a", "a1");
+    a.complete("a1");
+    assert_eq!(heard.kinds(), ["running", "complete"]);
+    assert_eq!(server.executor.active_count(), 0);
+}
+
+#[test]
+fn a_node_that_fails_sends_running_then_one_error_kept_for_the_operator() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    let heard = server.start("a", "a1");
+    a.run("a1", Err(Failure::Node));
+    assert_eq!(heard.kinds(), ["running", "error:error"]);
+    let failures = server.executor.recent_failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!((failures[0].node.as_str(), failures[0].outcome), ("a", "error"));
+}
+
+#[test]
+fn outputs_that_are_not_a_json_object_end_in_an_error() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    let heard = server.start("a", "a1");
+    a.run("a1", Ok("[1]"));
+    assert_eq!(heard.kinds(), ["running", "error:error"]);
+}
+
+#[test]
+fn an_abort_while_the_node_runs_ends_it_once_though_the_node_returns_later() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    let heard = server.start("a", "a1");
+    let next = server.start("a", "a2");
+    let job = a.take("a1");
+    let running = job.execution.begin().expect("not aborted yet");
+    let aborted = server.executor.stop_instance("a1");
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(
+        heard.kinds(),
+        ["running"],
+        "the final error waits for the acknowledgement"
+    );
+    drop(aborted);
+    assert_eq!(heard.kinds(), ["running", "error:aborted"]);
+    assert_eq!(server.executor.stuck_count(), 1, "its node has not returned");
+    assert!(server.executor.is_wedged(), "the only slot is held by a stuck node");
+
+    // The node goes on talking, then returns: none of it reaches the caller.
+    job.execution.node_status(r#"{"type":"running","progress":50}"#);
+    job.execution.end(running, Ok(r#"{"out":[1]}"#.to_owned()));
+    assert_eq!(heard.kinds(), ["running", "error:aborted"]);
+    assert_eq!(server.executor.stuck_count(), 0);
+    assert_eq!(
+        server.dispatched(),
+        ["a1", "a2"],
+        "its slot freed when the node returned"
+    );
+    a.complete("a2");
+    assert_eq!(next.kinds(), ["running", "complete"]);
+}
+
+#[test]
+fn an_execution_aborted_while_it_waits_ends_once_and_never_runs() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    server.start("a", "a1");
+    let waiting = server.start("a", "a2");
+    drop(server.executor.stop_instance("a2"));
+    assert_eq!(waiting.kinds(), ["error:aborted"]);
+    a.complete("a1");
+    assert_eq!(server.dispatched(), ["a1"]);
+    assert_eq!(waiting.finals(), 1);
+    assert_eq!(server.executor.active_count(), 0);
+}
+
+#[test]
+fn an_execution_aborted_before_its_node_began_ends_once_and_frees_its_slot() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    let heard = server.start("a", "a1");
+    server.start("a", "a2");
+    drop(server.executor.abort_owner(1));
+    let job = a.take("a1");
+    assert!(job.execution.begin().is_none(), "the runtime must not run it");
+    assert_eq!(heard.kinds(), ["error:aborted"]);
+    assert_eq!(server.dispatched(), ["a1"], "a2 was aborted too (same owner)");
+    assert_eq!(server.executor.active_count(), 0);
+}
+
+#[test]
+fn a_runtime_that_cannot_run_an_execution_ends_it_once_and_frees_its_slot() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    let heard = server.start("a", "a1");
+    server.start("a", "a2");
+    a.take("a1").execution.reject(Failure::Internal, "no worker".to_owned());
+    assert_eq!(heard.kinds(), ["error:internal"]);
+    assert_eq!(server.dispatched(), ["a1", "a2"]);
+}
+
+#[test]
+fn a_shutdown_ends_every_execution_with_its_message() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    let running = server.start("a", "a1");
+    let waiting = server.start("a", "a2");
+    let _node = a.take("a1").execution.begin();
+    assert_eq!(server.executor.abort_all("the server is stopping").len(), 2);
+    for heard in [&running, &waiting] {
+        assert_eq!(heard.finals(), 1);
+        assert!(
+            matches!(lock(&heard.0).last(), Some(Status::Error(Failure::Aborted, message)) if message == "the server is stopping")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_node_past_the_timeout_ends_with_one_timeout_error() {
+    let limits = AdmissionLimits {
+        max_concurrent: 1,
+        max_queued: 1,
+        max_queued_bytes: 1 << 20,
+        per_node: HashMap::new(),
+    };
+    let server = Server::with(limits, Some(Duration::from_millis(20)));
+    let a = server.serve("a", 0);
+    let heard = server.start("a", "a1");
+    let job = a.take("a1");
+    let running = job.execution.begin().expect("not aborted");
+    for _ in 0..200 {
+        if heard.finals() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(heard.kinds(), ["running", "error:timeout"]);
+    job.execution.end(running, Ok(r#"{"out":[1]}"#.to_owned()));
+    assert_eq!(
+        heard.kinds(),
+        ["running", "error:timeout"],
+        "the late result is dropped"
+    );
+}
+
+// Job::redirect.
+
+#[test]
+fn an_execution_queued_across_a_swap_runs_on_the_version_served_when_it_leaves_the_queue() {
+    let server = Server::new(1, 1);
+    let old = server.serve("a", 0);
+    server.start("a", "a1");
+    let queued = server.start("a", "a2");
+    let new = server.serve("a", 3);
+    old.retire();
+    old.complete("a1");
+    assert!(!old.holds("a2"));
+    let job = new.take("a2");
+    assert_eq!(job.node_index, 3, "the node's index in the new version");
+    lock(&new.jobs).insert("a2".to_owned(), job);
+    new.complete("a2");
+    assert_eq!(queued.kinds(), ["running", "complete"]);
+}
+
+#[test]
+fn an_execution_queued_while_its_node_is_removed_ends_as_unknown_node() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    server.start("a", "a1");
+    let queued = server.start("a", "a2");
+    lock(&server.served).remove("a");
+    a.retire();
+    a.complete("a1");
+    assert_eq!(queued.kinds(), ["error:unknown_node"]);
+    assert_eq!(server.executor.active_count(), 0, "its slot is free again");
+}
+
+#[test]
+fn a_withdrawn_version_still_served_ends_the_execution_instead_of_looping() {
+    let server = Server::new(1, 1);
+    let a = server.serve("a", 0);
+    server.start("a", "a1");
+    let queued = server.start("a", "a2");
+    a.retire();
+    a.complete("a1");
+    assert_eq!(queued.kinds(), ["error:unknown_node"]);
+}

@@ -1,0 +1,334 @@
+//! The language runtimes' encoding of the channel (`docs/worker-protocol.md`):
+//! each frame one UTF-8 JSON object with a `type`, translated to and from
+//! the supervisor's [`ToWorker`] and [`FromWorker`] so one supervisor
+//! serves both kinds. Frames from the worker are untrusted: anything that
+//! is not a message of the protocol, with the fields its type needs, is an
+//! `Err` (a protocol violation, which ends the worker).
+
+use std::path::Path;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::execution::wire::{self, ExecuteFrame, FromWorker, ToWorker};
+
+/// The protocol version this server speaks.
+pub(crate) const PROTOCOL: u32 = 1;
+
+/// The id of the one library each worker runs (no grouping yet).
+const LIBRARY: u32 = 0;
+
+/// How long a worker asked to shut down may give its executions (the
+/// server drained it first, so there are none unless they overstayed).
+const SHUTDOWN_GRACE_MS: u64 = 1000;
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Server → worker.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Out<'a> {
+    Hello {
+        protocol: u32,
+        project_root: &'a str,
+        libraries: [HelloLibrary<'a>; 1],
+        max_frame: usize,
+    },
+    Execute {
+        id: u64,
+        library: u32,
+        uid: &'a str,
+        instance_id: &'a str,
+        inputs: &'a RawValue,
+        parameters: &'a RawValue,
+        graph_node: Option<&'a RawValue>,
+    },
+    Abort {
+        id: u64,
+    },
+    Reply {
+        call: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ok: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a RawValue>,
+    },
+    Shutdown {
+        grace_ms: u64,
+    },
+}
+
+#[derive(Serialize)]
+struct HelloLibrary<'a> {
+    id: u32,
+    path: &'a str,
+    source: &'a str,
+}
+
+/// Worker → server: a frame's `type`, then the message of that type (one
+/// struct each: serde's tagged enums cannot hold raw JSON values).
+#[derive(Deserialize)]
+struct Tag {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct Ready {
+    protocol: u32,
+    runtime: Runtime,
+    libraries: Vec<ReadyLibrary>,
+}
+
+#[derive(Deserialize)]
+struct Fatal {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct StatusFrame {
+    id: u64,
+    status: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Done {
+    id: u64,
+    outcome: Outcome,
+    #[serde(default)]
+    outputs: Option<Box<RawValue>>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Call {
+    id: Option<u64>,
+    call: u64,
+    request: Box<RawValue>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    Complete,
+    Error,
+    Aborted,
+}
+
+#[derive(Deserialize)]
+struct Runtime {
+    name: String,
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct ReadyLibrary {
+    id: u32,
+    #[serde(default)]
+    definitions: Option<Box<RawValue>>,
+    #[serde(default)]
+    refused: Option<Refused>,
+}
+
+#[derive(Deserialize)]
+struct Refused {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+    file: String,
+    line: Option<u64>,
+    #[serde(default)]
+    traceback: String,
+}
+
+/// The `hello` that has the worker load the library at `path` (`source`,
+/// as read and trusted by the server).
+pub(crate) fn hello(project_root: &Path, path: &str, source: &[u8]) -> Bytes {
+    let source = String::from_utf8_lossy(source);
+    to_frame(&Out::Hello {
+        protocol: PROTOCOL,
+        project_root: &project_root.to_string_lossy(),
+        libraries: [HelloLibrary {
+            id: LIBRARY,
+            path,
+            source: &source,
+        }],
+        max_frame: wire::MAX_FROM_WORKER,
+    })
+}
+
+/// The frame for `message`; `None` for the native handshake's `Hello`,
+/// which this protocol folds into its `hello` (sent for `Load`).
+pub(crate) fn encode(project_root: &Path, message: &ToWorker) -> Option<Bytes> {
+    Some(match message {
+        ToWorker::Hello { .. } => return None,
+        ToWorker::Load { path, bytes } => hello(project_root, path, bytes),
+        ToWorker::Execute(frame) => execute(frame),
+        ToWorker::Abort { id } => to_frame(&Out::Abort { id: *id }),
+        ToWorker::Shutdown => to_frame(&Out::Shutdown {
+            grace_ms: SHUTDOWN_GRACE_MS,
+        }),
+        ToWorker::HostReply { call, outcome } => match outcome {
+            Ok((json, body)) => to_frame(&Out::Reply {
+                call: *call,
+                ok: Some(raw_or_null(json)),
+                body: (!body.is_empty()).then(|| BASE64.encode(body)),
+                error: None,
+            }),
+            Err(failure) => to_frame(&Out::Reply {
+                call: *call,
+                ok: None,
+                body: None,
+                error: Some(raw_or_null(failure)),
+            }),
+        },
+    })
+}
+
+fn execute(frame: &ExecuteFrame) -> Bytes {
+    let graph_node = raw_or_null(&frame.graph_node);
+    to_frame(&Out::Execute {
+        id: frame.id,
+        library: LIBRARY,
+        uid: &frame.uid,
+        instance_id: &frame.instance_id,
+        inputs: raw_or(&frame.inputs, "{}"),
+        parameters: raw_or(&frame.parameters, "[]"),
+        graph_node: (graph_node.get() != "null").then_some(graph_node),
+    })
+}
+
+/// `json` as a raw JSON value (the server built it; `null` if it is not JSON).
+fn raw_or_null(json: &str) -> &RawValue {
+    raw_or(json, "null")
+}
+
+fn raw_or<'a>(json: &'a str, fallback: &'static str) -> &'a RawValue {
+    serde_json::from_str::<&RawValue>(json)
+        .or_else(|_| serde_json::from_str::<&RawValue>(fallback))
+        .expect("the fallbacks are JSON")
+}
+
+fn to_frame(message: &Out<'_>) -> Bytes {
+    Bytes::from(serde_json::to_vec(message).expect("the messages always serialise"))
+}
+
+/// One frame from the worker; `Err` says why it is not a message.
+pub(crate) fn decode(frame: &[u8]) -> Result<FromWorker, String> {
+    let Tag { kind } = parse(frame, "a message")?;
+    Ok(match kind.as_str() {
+        "ready" => {
+            let Ready {
+                protocol,
+                runtime,
+                libraries,
+            } = parse(frame, "`ready`")?;
+            if protocol != PROTOCOL {
+                return Err(format!("`ready` for protocol {protocol}, the server speaks {PROTOCOL}"));
+            }
+            FromWorker::Loaded(loaded(&runtime, libraries)?)
+        }
+        "fatal" => {
+            let Fatal { message } = parse(frame, "`fatal`")?;
+            FromWorker::Loaded(Err(format!("the worker could not start: {message}")))
+        }
+        "status" => {
+            let StatusFrame { id, status } = parse(frame, "`status`")?;
+            if !status.get().starts_with('{') {
+                return Err(format!("a status for execution {id} that is not an object"));
+            }
+            FromWorker::Status {
+                id,
+                json: String::from(Box::<str>::from(status)),
+            }
+        }
+        "done" => {
+            let Done {
+                id,
+                outcome,
+                outputs,
+                message,
+            } = parse(frame, "`done`")?;
+            match outcome {
+                Outcome::Complete => FromWorker::Done {
+                    id,
+                    outcome: Ok(outputs.map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned())),
+                    message,
+                },
+                Outcome::Error => FromWorker::Done {
+                    id,
+                    outcome: Err(message.ok_or_else(|| format!("an `error` for execution {id} without a message"))?),
+                    message: None,
+                },
+                Outcome::Aborted => FromWorker::Done {
+                    id,
+                    outcome: Err(crate::execution::ABORTED.to_owned()),
+                    message: None,
+                },
+            }
+        }
+        "call" => {
+            let Call {
+                id,
+                call,
+                request,
+                body,
+            } = parse(frame, "`call`")?;
+            FromWorker::HostCall {
+                id: id.unwrap_or(wire::NO_EXECUTION),
+                call,
+                request: request.get().to_owned(),
+                body: serde_bytes::ByteBuf::from(match body {
+                    Some(body) => BASE64
+                        .decode(body)
+                        .map_err(|err| format!("host call {call}: `body` is not base64: {err}"))?,
+                    None => Vec::new(),
+                }),
+            }
+        }
+        "pong" => return Err("a `pong` for a `ping` the server did not send".to_owned()),
+        "bye" => FromWorker::ShutdownDone { hook: None },
+        other => return Err(format!("a message of unknown type `{other}`")),
+    })
+}
+
+fn parse<'a, T: Deserialize<'a>>(frame: &'a [u8], what: &str) -> Result<T, String> {
+    serde_json::from_slice(frame).map_err(|err| format!("not {what} of the protocol: {err}"))
+}
+
+/// The `ready` of a worker running one library: its runtime (what the
+/// server shows as the library's ABI) and definitions, or why the library
+/// was refused: "<type>: <message> (<file>:<line>)".
+fn loaded(runtime: &Runtime, libraries: Vec<ReadyLibrary>) -> Result<Result<(String, String), String>, String> {
+    let [library] = <[ReadyLibrary; 1]>::try_from(libraries)
+        .map_err(|libraries| format!("`ready` lists {} libraries for 1", libraries.len()))?;
+    if library.id != LIBRARY {
+        return Err(format!("`ready` names library {}, which it was not given", library.id));
+    }
+    let runtime = format!("{} {}", runtime.name, runtime.version);
+    Ok(match (library.definitions, library.refused) {
+        (Some(definitions), None) => Ok((runtime, definitions.get().to_owned())),
+        (None, Some(refused)) => {
+            if !refused.traceback.is_empty() {
+                tracing::debug!(traceback = %refused.traceback, "the library's refusal");
+            }
+            let at = match refused.line {
+                Some(line) => format!("{}:{line}", refused.file),
+                None => refused.file,
+            };
+            Err(format!("{}: {} ({at})", refused.kind, refused.message))
+        }
+        _ => return Err("a `ready` library needs either `definitions` or `refused`".to_owned()),
+    })
+}
+
+#[cfg(test)]
+#[path = "python_wire_tests.rs"]
+mod tests;

@@ -1,0 +1,1 @@
+raise SystemExit('a node.py inside a .venv is never discovered')
