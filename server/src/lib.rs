@@ -47,9 +47,18 @@ pub fn run_worker(threads: usize) -> std::process::ExitCode {
     execution::run_worker(threads)
 }
 
-/// Returns free heap memory to the system (glibc's `malloc_trim`), after
-/// something large and rare was freed (a library version). Elsewhere a no-op.
+/// Returns free heap memory to the system after something large and rare was
+/// freed (a library version: the server reads each file whole, to hash and
+/// copy the bytes it loads). The binary allocates with mimalloc, which keeps
+/// freed segments for reuse until a collection; glibc's heap (the unit tests,
+/// and what C code in the process uses) is trimmed too. Without this, RSS
+/// after a burst of swaps kept one file's size per overlapping read.
 pub(crate) fn give_back_free_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own heaps and arenas; it is
+    // callable whether or not mimalloc is the global allocator.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {

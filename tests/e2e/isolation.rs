@@ -358,7 +358,7 @@ async fn a_hundred_swaps_leave_memory_flat_and_one_worker_per_library() {
         eventually("one worker per library", || async { server.workers().len() == 4 }).await;
     };
     settle().await;
-    let before = server.total_rss_kib();
+    let before = server.total_anon_kib();
     for _ in 0..100 {
         let version = swap_to(n);
         wait_for(&mut client, version).await;
@@ -369,14 +369,14 @@ async fn a_hundred_swaps_leave_memory_flat_and_one_worker_per_library() {
     // sample once came out at 8.1 MiB; the memory is back a moment later.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let after = server.total_rss_kib();
+        let after = server.total_anon_kib();
         let grown_mib = after.saturating_sub(before) as f64 / 1024.0;
         if grown_mib < 8.0 {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "server + workers grew {grown_mib:.1} MiB over 100 swaps ({before} -> {after} KiB) and stayed there"
+            "the heap of server + workers grew {grown_mib:.1} MiB over 100 swaps ({before} -> {after} KiB) and stayed there"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

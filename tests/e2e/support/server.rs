@@ -163,18 +163,30 @@ impl Server {
 
     /// Resident memory of the server and its workers together, in KiB.
     pub fn total_rss_kib(&self) -> u64 {
-        let rss = |pid: u32| {
+        self.total_status_kib("VmRSS:")
+    }
+
+    /// Anonymous resident memory (the heap: what a leak grows) of the server
+    /// and its workers together, in KiB. Unlike `total_rss_kib` it leaves
+    /// out the binary's code pages, which fault in as code runs for the
+    /// first time, sooner or later depending on load.
+    pub fn total_anon_kib(&self) -> u64 {
+        self.total_status_kib("RssAnon:")
+    }
+
+    fn total_status_kib(&self, field: &str) -> u64 {
+        let kib = |pid: u32| {
             std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .ok()
                 .and_then(|status| {
                     status
                         .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .find_map(|l| l.strip_prefix(field))
                         .and_then(|v| v.split_whitespace().next().and_then(|k| k.parse::<u64>().ok()))
                 })
                 .unwrap_or(0)
         };
-        rss(self.child.id()) + self.workers().iter().map(|(pid, _)| rss(*pid)).sum::<u64>()
+        kib(self.child.id()) + self.workers().iter().map(|(pid, _)| kib(*pid)).sum::<u64>()
     }
 
     /// Sends SIGKILL to the server (and waits for it to be gone).
