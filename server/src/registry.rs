@@ -291,6 +291,18 @@ impl NodeRegistry {
             .any(|library| library.runtime.is_up())
     }
 
+    /// Why libraries serve less than they should right now (`/readyz`'s
+    /// `degraded`), in path order.
+    pub fn troubles(&self) -> Vec<String> {
+        let libraries = lock(&self.inner.libraries);
+        let mut troubles: Vec<(&std::path::PathBuf, String)> = libraries
+            .iter()
+            .filter_map(|(path, library)| library.runtime.trouble().map(|t| (path, t)))
+            .collect();
+        troubles.sort();
+        troubles.into_iter().map(|(_, trouble)| trouble).collect()
+    }
+
     /// The library served for `path`, if any.
     pub fn library(&self, path: &std::path::Path) -> Option<Arc<Library>> {
         lock(&self.inner.libraries).get(path).cloned()

@@ -224,6 +224,7 @@ pub(crate) fn process_settings(config: &Config) -> ProcessSettings {
         restart_initial: process.worker_restart_initial,
         restart_max: process.worker_restart_max,
         restart_wait: process.worker_restart_wait,
+        heartbeat: process.worker_heartbeat,
         restart_reset: process.worker_restart_reset,
         stop_first: process.swap_strategy == SwapStrategy::StopFirst,
         stop_first_libraries: process.stop_first_libraries.clone(),

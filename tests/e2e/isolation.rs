@@ -537,3 +537,89 @@ async fn a_stopped_worker_holding_every_slot_does_not_hold_up_other_nodes() {
         assert_eq!(final_status(&statuses)["type"], "complete", "stuck-{i}");
     }
 }
+
+#[tokio::test]
+async fn a_stalled_worker_is_replaced_and_each_of_its_executions_ends_with_one_502() {
+    // Issue 22, the default configuration (a 10 s heartbeat, no execution
+    // timeout): simple-text's worker stopped with SIGSTOP while it holds as
+    // many executions as there are slots.
+    let server = Server::builder(&NodesDir::examples()).isolated().start();
+    let http = reqwest::Client::new();
+    let execute = |uid: &str, inputs: Value| {
+        let request = http
+            .post(server.http(&format!("/nodes/{uid}/execute")))
+            .json(&json!({"inputs": inputs, "parameters": {"operation": "add"}}));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let readyz = || async {
+        let response = reqwest::get(server.http("/readyz")).await.unwrap();
+        let status = response.status();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (status, body) = execute("simple-text", json!({"text": ["warm"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(readyz().await.1["status"], "ready");
+    let (pid, _) = server
+        .workers()
+        .into_iter()
+        .find(|(_, library)| library.contains("simple_text"))
+        .expect("a simple-text worker");
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+
+    let slots = std::thread::available_parallelism().unwrap().get() * 4;
+    let stuck: Vec<_> = (0..slots)
+        .map(|i| tokio::spawn(execute("simple-text", json!({"text": [format!("stuck-{i}")]}))))
+        .collect();
+    // Other nodes are served meanwhile (fair slots; the issue asks for
+    // 2 s, this allows 5 for a loaded CI machine and prints what it took).
+    let asked = std::time::Instant::now();
+    let (status, body) = execute("complex-math", json!({"a": [2], "b": [3]})).await;
+    eprintln!(
+        "complex-math answered in {:?} with simple-text stalled",
+        asked.elapsed()
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"]["result"], json!([5]));
+    assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
+
+    // Silent for half its heartbeat: degraded, still 200.
+    eventually("readyz to say degraded", || async {
+        let (status, body) = readyz().await;
+        assert_eq!(status, 200, "{body}");
+        body["status"] == "degraded" && body["reason"].as_str().unwrap().contains("simple_text")
+    })
+    .await;
+    // Past the heartbeat: each stuck execution ends with one 502 saying why.
+    for handle in stuck {
+        let (status, body) = handle.await.unwrap();
+        assert_eq!(status, 502, "{body}");
+        let error = body["message"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("node stalled: the worker for processing/simple_text_node/")
+                && error.contains("stopped answering for"),
+            "{body}"
+        );
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the stopped worker was ended"
+    );
+    // The node serves again, from a new worker, and the server is ready.
+    let (status, body) = execute("simple-text", json!({"text": ["again"]})).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("readyz to say ready again", || async {
+        readyz().await.1["status"] == "ready"
+    })
+    .await;
+    let restarts = server
+        .metric(&format!(
+            r#"nano_worker_restarts_total{{library="processing/simple_text_node/{}",reason="stalled"}}"#,
+            lib_name("simple_text_node")
+        ))
+        .await;
+    assert_eq!(restarts, 1.0);
+}

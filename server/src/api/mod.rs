@@ -251,7 +251,7 @@ fn failure_code(failure: Failure) -> StatusCode {
         Failure::UnknownNode => StatusCode::NOT_FOUND,
         Failure::Aborted => StatusCode::CONFLICT,
         Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-        Failure::Crashed => StatusCode::BAD_GATEWAY,
+        Failure::Crashed | Failure::Stalled => StatusCode::BAD_GATEWAY,
         Failure::Busy => StatusCode::SERVICE_UNAVAILABLE,
         Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -321,7 +321,7 @@ pub(crate) async fn healthz() -> Json<Value> {
 
 /// Readiness: nodes loaded, not shutting down, and not wedged.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "nodes": 3})),
+    responses((status = 200, description = "Ready, or degraded (a worker is stalled or restarting: its nodes wait, the others run)", body = Object, example = json!({"status": "ready", "nodes": 3})),
               (status = 503, description = "Not ready: no node served, shutting down, or every slot held by nodes past their abort or timeout", body = Object)))]
 pub(crate) async fn readyz(State(state): State<ServerState>) -> Response {
     let nodes = state.registry.snapshot().uids.len();
@@ -337,7 +337,16 @@ pub(crate) async fn readyz(State(state): State<ServerState>) -> Response {
         None
     };
     match reason {
-        None => Json(json!({"status": "ready", "nodes": nodes})).into_response(),
+        None => {
+            // Other nodes still run: 200, so one bad library does not take
+            // the server out of a load balancer.
+            let troubles = state.registry.troubles();
+            if troubles.is_empty() {
+                Json(json!({"status": "ready", "nodes": nodes})).into_response()
+            } else {
+                Json(json!({"status": "degraded", "reason": troubles.join("; "), "nodes": nodes})).into_response()
+            }
+        }
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not ready", "reason": reason, "nodes": nodes})),

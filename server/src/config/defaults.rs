@@ -54,6 +54,14 @@ pub const WORKER_RESTART_INITIAL_MS: u64 = 100;
 pub const WORKER_RESTART_MAX_MS: u64 = 30_000;
 pub const WORKER_RESTART_WAIT_MS: u64 = 10_000;
 pub const WORKER_RESTART_RESET_MS: u64 = 60_000;
+/// A worker silent this long is replaced. Its pings are answered by a
+/// thread that runs no node code, so only a stopped, deadlocked or swapping
+/// process misses them; in a Python worker that thread still needs the GIL,
+/// which CPython hands over every 5 ms but a C extension may hold for
+/// seconds, hence 10 s rather than one.
+pub const WORKER_HEARTBEAT_MS: u64 = 10_000;
+/// `worker_heartbeat_ms` is raised to this (a ping goes out every quarter).
+pub const MIN_WORKER_HEARTBEAT_MS: u64 = 200;
 pub const SWAP_STRATEGY: SwapStrategy = SwapStrategy::Overlap;
 
 pub const PYTHON_WORKERS: usize = 1;

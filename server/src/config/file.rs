@@ -128,6 +128,10 @@ pub(super) struct FileConfig {
     /// Process isolation: how long an execution waits for a restarting worker
     /// before it gets an error. Default [`defaults::WORKER_RESTART_WAIT_MS`].
     pub worker_restart_wait_ms: Option<u64>,
+    /// Process isolation: a worker that leaves a ping unanswered this long
+    /// is replaced and its executions fail as stalled; `0`: no heartbeat.
+    /// Default [`defaults::WORKER_HEARTBEAT_MS`].
+    pub worker_heartbeat_ms: Option<u64>,
     /// Process isolation: a worker up this long without a crash resets the
     /// restart delay. Default [`defaults::WORKER_RESTART_RESET_MS`].
     pub worker_restart_reset_ms: Option<u64>,

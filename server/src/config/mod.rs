@@ -187,6 +187,8 @@ pub struct Process {
     pub worker_restart_initial: Duration,
     pub worker_restart_max: Duration,
     pub worker_restart_wait: Duration,
+    /// None: no heartbeat.
+    pub worker_heartbeat: Option<Duration>,
     pub worker_restart_reset: Duration,
     /// The default swap strategy.
     pub swap_strategy: SwapStrategy,

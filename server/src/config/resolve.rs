@@ -220,6 +220,10 @@ impl Process {
             worker_restart_initial: ms(parsed.worker_restart_initial_ms, defaults::WORKER_RESTART_INITIAL_MS),
             worker_restart_max: ms(parsed.worker_restart_max_ms, defaults::WORKER_RESTART_MAX_MS),
             worker_restart_wait: ms(parsed.worker_restart_wait_ms, defaults::WORKER_RESTART_WAIT_MS),
+            worker_heartbeat: match parsed.worker_heartbeat_ms.unwrap_or(defaults::WORKER_HEARTBEAT_MS) {
+                0 => None,
+                ms => Some(Duration::from_millis(ms.max(defaults::MIN_WORKER_HEARTBEAT_MS))),
+            },
             worker_restart_reset: ms(parsed.worker_restart_reset_ms, defaults::WORKER_RESTART_RESET_MS),
             swap_strategy: parsed.swap_strategy.unwrap_or(defaults::SWAP_STRATEGY),
             stop_first_libraries: parsed

@@ -89,6 +89,13 @@ pub trait LibraryRuntime: Send + Sync {
     fn is_up(&self) -> bool {
         true
     }
+
+    /// Why it serves less than it should right now, for `/readyz`'s
+    /// `degraded` (a worker silent for half its heartbeat, or one
+    /// restarting); none when it is healthy.
+    fn trouble(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One admitted execution, handed to a [`LibraryRuntime`].

@@ -26,6 +26,9 @@ pub struct ProcessSettings {
     pub restart_reset: Duration,
     /// Executions arriving while a worker restarts wait at most this long.
     pub restart_wait: Duration,
+    /// A worker that leaves a ping unanswered this long is replaced (none:
+    /// no heartbeat).
+    pub heartbeat: Option<Duration>,
     /// Swap libraries by stopping the old worker before starting the new
     /// one (for libraries holding a model too large to hold twice), by
     /// default or for these libraries (paths relative to `root`).
@@ -47,6 +50,7 @@ impl ProcessSettings {
             restart_max: Duration::from_secs(30),
             restart_reset: Duration::from_secs(60),
             restart_wait: Duration::from_secs(10),
+            heartbeat: Some(Duration::from_secs(10)),
             stop_first: false,
             stop_first_libraries: std::collections::HashSet::new(),
         }

@@ -41,6 +41,9 @@ pub enum Failure {
     TimedOut,
     /// The process running the node died (process isolation).
     Crashed,
+    /// The process running the node stopped answering its heartbeat and
+    /// was replaced (process isolation).
+    Stalled,
     /// Refused: `max_queued_executions` are already waiting.
     Busy,
     /// The server could not run it.
@@ -56,6 +59,7 @@ impl Failure {
             Self::Aborted => "aborted",
             Self::TimedOut => "timeout",
             Self::Crashed => "crashed",
+            Self::Stalled => "stalled",
             Self::Busy => "busy",
             Self::Internal => "internal",
         }

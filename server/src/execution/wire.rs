@@ -58,6 +58,11 @@ pub(crate) enum ToWorker {
         call: u64,
         outcome: Result<(String, ByteBuf), String>,
     },
+    /// Heartbeat: answered with [`FromWorker::Pong`] `seq` by the thread
+    /// that reads the channel, which never runs node code.
+    Ping {
+        seq: u64,
+    },
 }
 
 /// One execution handed to a worker.
@@ -108,6 +113,10 @@ pub(crate) enum FromWorker {
     /// The shutdown hook ran: `None` when the library has none.
     ShutdownDone {
         hook: Option<Result<(), String>>,
+    },
+    /// The answer to [`ToWorker::Ping`] `seq`.
+    Pong {
+        seq: u64,
     },
 }
 

@@ -226,6 +226,9 @@ fn run_worker_loop(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
                     anyhow::bail!("no thread to run a node");
                 }
             }
+            // Answered here, on the thread that reads the channel and never
+            // runs a node: a busy worker is never taken for a stalled one.
+            Some(ToWorker::Ping { seq }) => channel.send(&FromWorker::Pong { seq }),
             Some(ToWorker::Abort { id }) => {
                 if let Some(flag) = lock(&running).get(&id) {
                     flag.store(true, Ordering::SeqCst);

@@ -122,3 +122,60 @@ def execute(ctx):
         "{deps:?}"
     );
 }
+
+/// Busy in every way a live Python worker can be, for 5 heartbeats each.
+const BUSY: &str = "import time
+def spin(seconds):
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+def sync_spin(ctx):
+    return {'spun': [spin(2.0) > 0], 'pid': [os.getpid()]}
+async def execute(ctx):
+    if ctx.inputs.get('sync'):
+        return await asyncio.get_running_loop().run_in_executor(None, sync_spin, ctx)
+    if ctx.inputs.get('block_loop'):
+        time.sleep(2.0)
+        spin(2.0)
+    return {'spun': [True], 'pid': [os.getpid()]}";
+
+#[tokio::test]
+async fn a_busy_python_worker_keeps_its_heartbeat_and_a_stopped_one_is_replaced() {
+    if !python3() {
+        return;
+    }
+    let nodes = NodesDir::examples().with_file("py/busy/node.py", node_py("py-busy", "1.0.0", BUSY).as_bytes());
+    let server = Server::builder(&nodes).config("worker_heartbeat_ms = 400").start();
+    let mut client = Client::connect(&server).await;
+    // Spinning in a thread, blocking the event loop with a sleep and then
+    // with pure-Python work: the reader thread still answers every ping
+    // (the GIL is handed over every 5 ms), so nothing is taken for a stall.
+    let mut pids = Vec::new();
+    for inputs in [json!({"sync": [true]}), json!({"block_loop": [true]})] {
+        let statuses = client.execute("py-busy", inputs.clone(), json!({})).await;
+        let done = final_status(&statuses);
+        assert_eq!(done["type"], "complete", "{inputs}: {statuses:?}");
+        pids.push(done["outputs"]["pid"][0].as_u64().unwrap());
+    }
+    assert_eq!(pids[0], pids[1], "the same worker ran both");
+    let stalls = r#"nano_worker_restarts_total{library="py/busy/node.py",reason="stalled"}"#;
+    assert_eq!(server.metric(stalls).await, 0.0);
+
+    // Stopped, it misses its pings: replaced, its execution told why.
+    let pid = pids[0] as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let statuses = client.execute("py-busy", json!({}), json!({})).await;
+    let error = final_status(&statuses);
+    assert_eq!(error["type"], "error", "{statuses:?}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("node stalled: the worker for py/busy/node.py stopped answering for"),
+        "{message}"
+    );
+    let again = client.execute("py-busy", json!({}), json!({})).await;
+    let pid_again = final_status(&again)["outputs"]["pid"][0].as_u64().unwrap();
+    assert_ne!(pid_again, pids[0], "a new worker serves");
+    assert_eq!(server.metric(stalls).await, 1.0);
+}

@@ -45,6 +45,9 @@ pub(crate) enum WorkerExit {
     ProtocolViolation(String),
     /// Its resident memory passed `worker_memory_limit_mb`.
     MemoryLimit { limit_mib: u64 },
+    /// It left a heartbeat unanswered past `worker_heartbeat_ms`: stopped
+    /// (SIGSTOP), deadlocked, or swapping.
+    Stalled { silent_ms: u128 },
     /// It ran its shutdown hook and exited, as asked.
     ShutDown,
     /// It was asked to run its shutdown hook, which did not finish in time.
@@ -77,7 +80,11 @@ impl WorkerExit {
     /// fail as crashed and, for the serving worker, a restart with backoff.
     pub(crate) fn is_crash(&self) -> bool {
         match self {
-            Self::ProtocolViolation(_) | Self::MemoryLimit { .. } | Self::Died(_) | Self::Lost(_) => true,
+            Self::ProtocolViolation(_)
+            | Self::MemoryLimit { .. }
+            | Self::Stalled { .. }
+            | Self::Died(_)
+            | Self::Lost(_) => true,
             Self::Exited { draining } => !draining,
             Self::ShutDown
             | Self::HookTimedOut
@@ -91,6 +98,7 @@ impl WorkerExit {
     pub(crate) fn restart_reason(&self) -> &'static str {
         match self {
             Self::MemoryLimit { .. } => "memory",
+            Self::Stalled { .. } => "stalled",
             _ => "crashed",
         }
     }
@@ -102,6 +110,7 @@ impl fmt::Display for WorkerExit {
         match self {
             Self::ProtocolViolation(violation) => write!(f, "was ended for a protocol violation ({violation})"),
             Self::MemoryLimit { limit_mib } => write!(f, "exceeded worker_memory_limit_mb ({limit_mib} MiB)"),
+            Self::Stalled { silent_ms } => write!(f, "stopped answering for {silent_ms} ms"),
             Self::ShutDown => f.write_str("exited after its shutdown hook"),
             Self::HookTimedOut => f.write_str("its shutdown hook did not finish in time"),
             Self::LingeredAfterHook => f.write_str("did not exit after its shutdown hook"),
@@ -163,5 +172,13 @@ mod tests {
         assert!(!WorkerExit::Exited { draining: true }.is_crash());
         assert!(WorkerExit::Exited { draining: false }.is_crash());
         assert_eq!(WorkerExit::MemoryLimit { limit_mib: 400 }.restart_reason(), "memory");
+    }
+
+    #[test]
+    fn a_stall_is_a_crash_with_its_own_reason() {
+        let exit = WorkerExit::Stalled { silent_ms: 10_000 };
+        assert!(exit.is_crash());
+        assert_eq!(exit.restart_reason(), "stalled");
+        assert_eq!(exit.to_string(), "stopped answering for 10000 ms");
     }
 }

@@ -388,6 +388,25 @@ impl LibraryRuntime for ProcessLibrary {
     fn is_up(&self) -> bool {
         lock(&self.state).is_up()
     }
+
+    fn trouble(&self) -> Option<String> {
+        let label = self.label();
+        let state = lock(&self.state);
+        if let Some(half) = self.context.settings.heartbeat.map(|limit| limit / 2) {
+            let silent = state.workers().map(|w| w.silent_for()).max().unwrap_or_default();
+            if silent >= half {
+                return Some(format!(
+                    "the worker for {label} has not answered for {} ms",
+                    silent.as_millis()
+                ));
+            }
+        }
+        let restarting = state.restarting();
+        (restarting > 0).then(|| {
+            let of = state.slots();
+            format!("the worker for {label} is restarting ({restarting} of {of} down)")
+        })
+    }
 }
 
 impl ProcessLibrary {

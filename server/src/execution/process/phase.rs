@@ -210,6 +210,20 @@ impl<W> LibraryState<W> {
         self.take_workers()
     }
 
+    /// The serving workers.
+    pub(crate) fn workers(&self) -> impl Iterator<Item = &Arc<W>> {
+        self.slots.iter().filter_map(|slot| slot.worker.as_ref())
+    }
+
+    /// How many slots wait for a replacement worker while it serves.
+    pub(crate) fn restarting(&self) -> usize {
+        if matches!(self.phase, Phase::Serving) {
+            self.slots.iter().filter(|slot| slot.worker.is_none()).count()
+        } else {
+            0
+        }
+    }
+
     /// Whether it runs executions now or soon.
     pub(crate) fn is_up(&self) -> bool {
         matches!(self.phase, Phase::Serving | Phase::Paused)
@@ -278,6 +292,20 @@ mod tests {
         assert_eq!(state.lose(&a, &crash()), Some((0, delay)));
         assert_eq!(state.lose(&b, &crash()), Some((1, delay * 2)));
         assert!(state.pick(|_| 0).is_none() && state.is_up());
+    }
+
+    #[test]
+    fn only_a_slot_waiting_for_its_replacement_while_serving_counts_as_restarting() {
+        let mut state = state(2);
+        let (a, b) = (Arc::new(1), Arc::new(2));
+        assert_eq!(state.restarting(), 0, "starting is not restarting");
+        state.start_serving(0, Arc::clone(&a));
+        state.start_serving(1, Arc::clone(&b));
+        assert_eq!((state.restarting(), state.workers().count()), (0, 2));
+        state.lose(&b, &crash());
+        assert_eq!((state.restarting(), state.workers().count()), (1, 1));
+        state.retire();
+        assert_eq!(state.restarting(), 0, "a retired version restarts nothing");
     }
 
     #[test]

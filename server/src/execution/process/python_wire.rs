@@ -60,6 +60,9 @@ enum Out<'a> {
     Shutdown {
         grace_ms: u64,
     },
+    Ping {
+        seq: u64,
+    },
 }
 
 #[derive(Serialize)]
@@ -87,6 +90,11 @@ struct Ready {
 #[derive(Deserialize)]
 struct Fatal {
     message: String,
+}
+
+#[derive(Deserialize)]
+struct Pong {
+    seq: u64,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +180,7 @@ pub(crate) fn encode(project_root: &Path, message: &ToWorker) -> Option<Bytes> {
         ToWorker::Load { path, bytes } => hello(project_root, path, bytes),
         ToWorker::Execute(frame) => execute(frame),
         ToWorker::Abort { id } => to_frame(&Out::Abort { id: *id }),
+        ToWorker::Ping { seq } => to_frame(&Out::Ping { seq: *seq }),
         ToWorker::Shutdown => to_frame(&Out::Shutdown {
             grace_ms: SHUTDOWN_GRACE_MS,
         }),
@@ -293,7 +302,10 @@ pub(crate) fn decode(frame: &[u8]) -> Result<FromWorker, String> {
                 }),
             }
         }
-        "pong" => return Err("a `pong` for a `ping` the server did not send".to_owned()),
+        "pong" => {
+            let Pong { seq } = parse(frame, "`pong`")?;
+            FromWorker::Pong { seq }
+        }
         "bye" => FromWorker::ShutdownDone { hook: None },
         other => return Err(format!("a message of unknown type `{other}`")),
     })

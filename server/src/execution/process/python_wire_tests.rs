@@ -129,13 +129,17 @@ fn done_status_and_call_decode_and_bad_frames_are_violations() {
         decode(&frame(json!({"type": "bye"}))).unwrap(),
         FromWorker::ShutdownDone { hook: None }
     ));
+    assert!(matches!(
+        decode(&frame(json!({"type": "pong", "seq": 7}))).unwrap(),
+        FromWorker::Pong { seq: 7 }
+    ));
     for bad in [
         json!({"type": "nonsense"}),
         json!({"type": "done", "id": 1}),
         json!({"type": "done", "id": "1", "outcome": "complete"}),
         json!({"type": "status", "id": 1, "status": "running"}),
         json!({"type": "call", "id": 1, "call": 1, "request": {}, "body": "***"}),
-        json!({"type": "pong", "seq": 1}),
+        json!({"type": "pong", "seq": "1"}),
         json!([1]),
     ] {
         assert!(decode(&frame(bad.clone())).is_err(), "{bad}");

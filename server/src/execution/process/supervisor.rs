@@ -12,7 +12,7 @@ use super::{
     spawn::WorkerIo,
     worker::{Worker, WorkerOwner},
 };
-use crate::metrics;
+use crate::{execution::Failure, metrics};
 
 /// How often a worker's resident memory is sampled with a memory limit set
 /// (a leak of 100 MB/s overshoots it by at most 10 MB)...
@@ -36,6 +36,12 @@ pub(crate) async fn supervise(owner: Arc<dyn WorkerOwner>, worker: Arc<Worker>, 
         MEMORY_SAMPLE
     });
     let rss = metrics::gauge!(metrics::WORKER_RSS, "library" => label.clone());
+    // A ping every quarter of the heartbeat: a stall is seen between the
+    // limit and 1.25 times it.
+    let heartbeat = worker.context.settings.heartbeat;
+    let mut beat = tokio::time::interval(heartbeat.map_or(Duration::from_secs(3600), |limit| limit / 4));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stalled = false;
     let status = loop {
         tokio::select! {
             frame = io.frames.next() => match frame {
@@ -45,9 +51,13 @@ pub(crate) async fn supervise(owner: Arc<dyn WorkerOwner>, worker: Arc<Worker>, 
                         worker.end(Some(WorkerExit::ProtocolViolation(violation)));
                     }
                 }
-                // End of file (or an oversized frame): the process is ending.
+                // An oversized frame, or a read error: the process is ending.
+                // (Killed by the server with frames it never read, it resets
+                // the channel: the server's reason stands.)
                 Some(Err(err)) => {
-                    worker.end(Some(WorkerExit::ProtocolViolation(err.to_string())));
+                    if !worker.is_ending() {
+                        worker.end(Some(WorkerExit::ProtocolViolation(err.to_string())));
+                    }
                     let _ = io.child.start_kill();
                     break io.child.wait().await;
                 }
@@ -67,6 +77,26 @@ pub(crate) async fn supervise(owner: Arc<dyn WorkerOwner>, worker: Arc<Worker>, 
             }
             () = worker.kill.notified() => {
                 let _ = io.child.start_kill();
+            }
+            _ = beat.tick(), if heartbeat.is_some() && !stalled => {
+                // A worker asked for its shutdown hook may run it on the
+                // thread that answers pings; the hook has its own timeout.
+                if worker.is_ending() {
+                    continue;
+                }
+                let silent = worker.ping();
+                if let Some(limit) = heartbeat
+                    && silent >= limit
+                {
+                    stalled = true;
+                    tracing::error!(
+                        library = %label,
+                        pid = worker.pid,
+                        silent_ms = silent.as_millis() as u64,
+                        "the worker for {label} stopped answering its heartbeat (stopped, deadlocked or swapping); replacing it"
+                    );
+                    worker.end(Some(WorkerExit::Stalled { silent_ms: silent.as_millis() }));
+                }
             }
             _ = sample.tick() => {
                 if let Some(bytes) = resident_bytes(worker.pid) {
@@ -96,16 +126,19 @@ pub(crate) async fn supervise(owner: Arc<dyn WorkerOwner>, worker: Arc<Worker>, 
         tracing::info!(library = %label, pid = worker.pid, "the worker for {label} {exit}");
     }
     let plural = if inflight == 1 { "" } else { "s" };
-    let message = if crashed {
-        format!("node crashed: the worker for {label} {exit} ({inflight} execution{plural} in flight)")
-    } else {
-        format!("the worker for {label} {exit}")
+    let (failure, message) = match exit {
+        WorkerExit::Stalled { .. } => (Failure::Stalled, format!("node stalled: the worker for {label} {exit}")),
+        _ if crashed => (
+            Failure::Crashed,
+            format!("node crashed: the worker for {label} {exit} ({inflight} execution{plural} in flight)"),
+        ),
+        _ => (Failure::Crashed, format!("the worker for {label} {exit}")),
     };
     // The library lets go of it (and schedules the restart) before its
     // executions hear of the crash: a client that retries at once then
     // waits for the new worker instead of reaching this dead one.
     owner.worker_exited(&worker, &exit);
-    worker.fail_inflight(message);
+    worker.fail_inflight(failure, message);
     // What this worker left allocated at NanoCore is freed for it.
     let services = Arc::clone(&worker.context.services);
     let version = worker.version;

@@ -10,7 +10,7 @@ use std::{
         Arc, Mutex, Weak,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -85,6 +85,14 @@ pub(crate) struct Worker {
     /// Set by its supervisor once the process is gone.
     exited: watch::Sender<bool>,
     shutdown_reply: Mutex<Option<std::sync::mpsc::Sender<HookOutcome>>>,
+    heartbeat: Mutex<Heartbeat>,
+}
+
+/// The worker's heartbeat: one ping at a time, and when it went out.
+#[derive(Default)]
+struct Heartbeat {
+    next_seq: u64,
+    awaiting: Option<(u64, Instant)>,
 }
 
 struct InFlight {
@@ -125,12 +133,40 @@ impl Worker {
             gate: Mutex::new(Gate::default()),
             exited: watch::Sender::new(false),
             shutdown_reply: Mutex::new(None),
+            heartbeat: Mutex::default(),
         })
     }
 
     /// Sends a message; lost if the worker is gone (its supervisor tells).
     pub(crate) fn send(&self, message: ToWorker) {
         let _ = self.to_worker.send(message);
+    }
+
+    /// Sends a ping unless one is still unanswered; returns how long the
+    /// worker has left it unanswered (zero when it answered the last).
+    pub(crate) fn ping(&self) -> Duration {
+        let mut heartbeat = lock(&self.heartbeat);
+        if let Some((_, sent)) = heartbeat.awaiting {
+            return sent.elapsed();
+        }
+        let seq = heartbeat.next_seq;
+        heartbeat.next_seq += 1;
+        heartbeat.awaiting = Some((seq, Instant::now()));
+        drop(heartbeat);
+        self.send(ToWorker::Ping { seq });
+        Duration::ZERO
+    }
+
+    /// How long its last ping has waited for an answer.
+    pub(crate) fn silent_for(&self) -> Duration {
+        lock(&self.heartbeat)
+            .awaiting
+            .map_or(Duration::ZERO, |(_, sent)| sent.elapsed())
+    }
+
+    /// Whether the server is ending it (or asked for its shutdown hook).
+    pub(crate) fn is_ending(&self) -> bool {
+        lock(&self.ending).is_some()
     }
 
     /// Hands an execution to the worker (statuses and the result come back
@@ -171,7 +207,7 @@ impl Worker {
         let id = execution.id();
         if self.has_exited() {
             // It died meanwhile and its supervisor may have missed this one.
-            self.fail_inflight("node crashed: its worker had just exited".to_owned());
+            self.fail_inflight(Failure::Crashed, "node crashed: its worker had just exited".to_owned());
             return None;
         }
         let worker = Arc::downgrade(self);
@@ -329,11 +365,11 @@ impl Worker {
     }
 
     /// Ends every execution still waiting for this worker with `message`.
-    pub(crate) fn fail_inflight(&self, message: String) {
+    pub(crate) fn fail_inflight(&self, failure: Failure, message: String) {
         let inflight: Vec<InFlight> = lock(&self.inflight).drain().map(|(_, f)| f).collect();
         for InFlight { execution, running } in inflight {
             if let Some(running) = running {
-                execution.end(running, Err((Failure::Crashed, message.clone())));
+                execution.end(running, Err((failure, message.clone())));
             }
         }
     }
@@ -420,6 +456,13 @@ impl Worker {
                         outcome: outcome.map(|(json, bytes)| (json, ByteBuf::from(Vec::from(bytes)))),
                     });
                 });
+            }
+            FromWorker::Pong { seq } => {
+                let mut heartbeat = lock(&self.heartbeat);
+                match heartbeat.awaiting {
+                    Some((awaited, _)) if awaited == seq => heartbeat.awaiting = None,
+                    _ => return Err(format!("a pong for ping {seq}, which is not awaited")),
+                }
             }
             FromWorker::ShutdownDone { hook } => {
                 if let Some(reply) = lock(&self.shutdown_reply).take() {
