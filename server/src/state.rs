@@ -48,8 +48,10 @@ pub struct Limits {
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub max_request_bytes: usize,
-    /// Unsent bytes one WebSocket or event stream may hold.
+    /// Unsent bytes past which a WebSocket's requests are no longer read.
     pub max_outbox_bytes: usize,
+    /// A client behind that takes nothing for this long is cut off.
+    pub client_stall: std::time::Duration,
     /// Origins besides the server's own allowed to POST or open a WebSocket.
     pub allowed_origins: Vec<String>,
     /// Listening on a loopback address only: every request must name a
@@ -69,6 +71,7 @@ impl Limits {
             max_connections: config.max_connections,
             max_request_bytes: config.max_request_bytes,
             max_outbox_bytes: config.max_outbox_bytes,
+            client_stall: config.client_stall,
             allowed_origins: config.allowed_origins.clone(),
             loopback_only,
             max_event_streams: config.max_event_streams,

@@ -284,7 +284,7 @@ async fn unknown_uids_never_become_metric_labels() {
 #[tokio::test]
 async fn a_websocket_client_that_does_not_read_is_cut_off() {
     let server = Server::builder(&with_test_nodes())
-        .config("max_outbox_bytes = 65536")
+        .config("max_outbox_bytes = 65536\nclient_stall_ms = 1000")
         .start();
     // Growth from here: the peak of start-up (library copies on their way
     // to workers) is not this test's business.
@@ -337,7 +337,7 @@ async fn a_websocket_client_that_does_not_read_is_cut_off() {
 #[tokio::test]
 async fn an_event_stream_client_that_does_not_read_is_cut_off() {
     let server = Server::builder(&with_test_nodes())
-        .config("max_outbox_bytes = 65536")
+        .config("max_outbox_bytes = 65536\nclient_stall_ms = 1000")
         .start();
     // Growth from here: the peak of start-up (library copies on their way
     // to workers) is not this test's business.

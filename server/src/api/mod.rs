@@ -206,7 +206,7 @@ pub(crate) async fn execute(
                 connection.close_after(CLOSE_WITHIN);
             }
         });
-        let (sink, statuses) = sse::StreamSink::new(state.limits.max_outbox_bytes, on_overflow);
+        let (sink, statuses) = sse::StreamSink::new(state.limits.max_outbox_bytes, state.limits.client_stall, on_overflow);
         let sink = Arc::new(sink);
         state.start_execution(owner, request, origin, Arc::clone(&sink) as Arc<dyn StatusSink>);
         // A refusal is known at once (admission answers synchronously): it
@@ -215,7 +215,7 @@ pub(crate) async fn execute(
             guard.disarm();
             return Err(ApiError::new(failure_code(failure), message));
         }
-        return Ok(sse::event_stream(statuses, guard, instance_id, node_id).into_response());
+        return Ok(sse::event_stream(statuses, guard, instance_id, node_id, state.limits.client_stall).into_response());
     }
     // A plain JSON answer needs only the final status: this task wakes once.
     let (sink, answer) = tokio::sync::oneshot::channel();

@@ -21,6 +21,13 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 pub const MAX_CONNECTIONS: usize = 1024;
 pub const MAX_OUTBOX_BYTES: usize = 8 << 20;
+/// A client that takes nothing for this long while frames wait for it is
+/// cut off: long enough for an
+/// orchestrator's GC pause or burst of work, short enough that a client that
+/// never reads frees its executions' slots.
+pub const CLIENT_STALL_MS: u64 = 30_000;
+/// `client_stall_ms` is raised to this.
+pub const MIN_CLIENT_STALL_MS: u64 = 100;
 /// `max_outbox_bytes` is raised to this: one status frame must fit.
 pub const MIN_OUTBOX_BYTES: usize = 64 << 10;
 pub const MAX_HTTP_CONNECTIONS: usize = 4096;

@@ -74,10 +74,15 @@ pub(super) struct FileConfig {
     /// Bytes of requests waiting for a slot; beyond, refused as busy.
     /// Default [`defaults::MAX_QUEUED_BYTES`].
     pub max_queued_bytes: Option<usize>,
-    /// Unsent bytes one WebSocket or event stream may hold before its client
-    /// is cut off for not reading. Default [`defaults::MAX_OUTBOX_BYTES`], at
+    /// Backpressure: past this many unsent bytes a WebSocket's requests are
+    /// not read until its client catches up; from half of it on, progress
+    /// statuses are coalesced. Default [`defaults::MAX_OUTBOX_BYTES`], at
     /// least [`defaults::MIN_OUTBOX_BYTES`].
     pub max_outbox_bytes: Option<usize>,
+    /// A client that takes nothing for this long while frames wait for it
+    /// (its socket stays full) is cut off (close frame 1008, its executions
+    /// aborted). Default [`defaults::CLIENT_STALL_MS`].
+    pub client_stall_ms: Option<u64>,
     /// TCP connections open at once, upgraded WebSockets included (at least
     /// 1; capped below the open-files limit). Default
     /// [`defaults::MAX_HTTP_CONNECTIONS`].

@@ -153,6 +153,7 @@ pub struct Limits {
     /// WebSocket connections open at once.
     pub max_connections: usize,
     pub max_outbox_bytes: usize,
+    pub client_stall: Duration,
     /// Origins besides the server's own, lower-case, without a trailing `/`.
     pub allowed_origins: Vec<String>,
     /// TCP connections open at once.

@@ -108,6 +108,12 @@ impl Limits {
                 .max_outbox_bytes
                 .unwrap_or(defaults::MAX_OUTBOX_BYTES)
                 .max(defaults::MIN_OUTBOX_BYTES),
+            client_stall: Duration::from_millis(
+                parsed
+                    .client_stall_ms
+                    .unwrap_or(defaults::CLIENT_STALL_MS)
+                    .max(defaults::MIN_CLIENT_STALL_MS),
+            ),
             allowed_origins: parsed
                 .allowed_origins
                 .iter()

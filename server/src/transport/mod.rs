@@ -12,6 +12,6 @@ mod stream_caps;
 mod ws;
 
 pub(crate) use listener::{ConnectionHandle, ConnectionLimits, accept_connections};
-pub(crate) use outbox::{BoundedOutbox, CLOSE_WITHIN, CutOffRule, OutboxItem, Outgoing, Pushed};
+pub(crate) use outbox::{BoundedOutbox, CLOSE_WITHIN, CutOffRule, OutboxItem, Outgoing, Pushed, Replaceable};
 pub(crate) use router::router;
 pub(crate) use stream_caps::StreamCaps;

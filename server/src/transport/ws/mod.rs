@@ -18,7 +18,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
-use super::outbox::{BoundedOutbox, CLOSE_WITHIN, CutOffRule, OutboxItem, Pushed};
+use super::outbox::{BoundedOutbox, CLOSE_WITHIN, CutOffRule, OutboxItem, Replaceable};
 use crate::{
     metrics, protocol,
     state::{OpenWebSocket, ServerState},
@@ -29,7 +29,8 @@ const PING_EVERY: Duration = Duration::from_secs(25);
 /// …and a client that sent nothing for `PING_EVERY` + this is gone.
 const PONG_WITHIN: Duration = Duration::from_millis(12_500);
 
-/// Text frames count against `max_outbox_bytes`; close frames always go.
+/// Text frames count against `max_outbox_bytes`; a close frame goes even to
+/// a client cut off.
 impl OutboxItem for Message {
     fn bytes(&self) -> usize {
         match self {
@@ -43,26 +44,25 @@ impl OutboxItem for Message {
     }
 }
 
-/// The frames queued for one connection: a client that sends requests and
-/// never reads the answers is cut off past `max_outbox_bytes`, and its
-/// unsent frames are dropped so the close frame goes next.
+/// The frames queued for one connection. Past `max_outbox_bytes` its
+/// requests are no longer read until it catches up; a client that takes
+/// nothing for `client_stall_ms` meanwhile is cut off, and its unsent frames
+/// are dropped so the close frame goes next.
 struct SessionOutbox {
     frames: BoundedOutbox<Message>,
-    connection: u64,
 }
 
 impl SessionOutbox {
-    /// Queues a text frame, unless the client is too far behind (then the
-    /// frame is dropped and the connection will be closed).
+    /// Queues a text frame (dropped once the client is cut off; the reader
+    /// hears of a cut-off through the outbox's watch).
     fn push(&self, text: String) {
-        if self.frames.push(Message::Text(text.into())) == Pushed::CutOff {
-            tracing::warn!(
-                connection = self.connection,
-                max_outbox_bytes = self.frames.max_bytes(),
-                "client is not reading its messages ({} bytes unsent); closing with 1008 and aborting its executions",
-                self.frames.queued_bytes()
-            );
-        }
+        let _ = self.frames.push(Message::Text(text.into()));
+    }
+
+    /// Queues a progress frame of one execution, which replaces its unsent
+    /// predecessor (`hold`) while the client is behind.
+    fn push_progress(&self, hold: &Replaceable<Message>, text: String) {
+        let _ = self.frames.push_replaceable(hold, Message::Text(text.into()));
     }
 
     /// Queues a close frame: the writer sends it and stops.
@@ -79,7 +79,7 @@ impl SessionOutbox {
 enum ReaderEnd {
     /// The client closed, left or failed, or the writer stopped.
     Done,
-    /// The client fell `max_outbox_bytes` behind.
+    /// The client took nothing for `client_stall_ms` while frames waited.
     CutOff,
 }
 
@@ -88,9 +88,13 @@ pub(super) async fn run_session(socket: WebSocket, state: ServerState, _open: Op
     let connection = state.next_connection_id();
     tracing::info!(connection, "WebSocket client connected");
     let (mut sender, receiver) = socket.split();
-    let (frames, outgoing) = BoundedOutbox::new(state.limits.max_outbox_bytes, CutOffRule::DropQueued);
+    let (frames, outgoing) = BoundedOutbox::new(
+        state.limits.max_outbox_bytes,
+        state.limits.client_stall,
+        CutOffRule::DropQueued,
+    );
     let cut_off = frames.cut_off();
-    let outbox = Arc::new(SessionOutbox { frames, connection });
+    let outbox = Arc::new(SessionOutbox { frames });
 
     // Subscribe before the handshake so no update can fall between the two.
     let updates = state.registry.subscribe();
@@ -126,6 +130,13 @@ pub(super) async fn run_session(socket: WebSocket, state: ServerState, _open: Op
     // Nobody is left to receive the results.
     let aborted = state.executor.abort_owner(connection).len();
     if let ReaderEnd::CutOff = end {
+        tracing::warn!(
+            connection,
+            client_stall_ms = state.limits.client_stall.as_millis() as u64,
+            unsent_bytes = outbox.frames.queued_bytes(),
+            aborted,
+            "client is not reading its messages (it took nothing for client_stall_ms while frames waited); closing with 1008 and aborting its executions"
+        );
         // The unsent statuses are dropped and the close frame goes next, if
         // the client takes it within CLOSE_WITHIN; otherwise the TCP
         // connection is dropped with the writer.

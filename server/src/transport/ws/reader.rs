@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
 use super::{ReaderEnd, SessionOutbox};
+use crate::transport::Replaceable;
 use crate::{
     execution::{Failure, Origin, Status, StatusSink},
     lock,
@@ -31,7 +32,9 @@ pub(super) struct Reader<'a> {
 
 impl Reader<'_> {
     /// Reads until the client leaves, the writer stops (`writer_done`) or
-    /// the client is cut off for not reading (`cut_off`).
+    /// the client is cut off for not reading (`cut_off`). While the client
+    /// is more than `max_outbox_bytes` behind, nothing is read: TCP pushes
+    /// back on it (a stop it sent meanwhile is handled when reading resumes).
     pub(super) async fn run(
         &self,
         mut receiver: SplitStream<WebSocket>,
@@ -39,12 +42,19 @@ impl Reader<'_> {
         mut cut_off: watch::Receiver<bool>,
     ) -> ReaderEnd {
         let connection = self.connection;
+        let stalled = self.outbox.frames.stalled();
+        tokio::pin!(stalled);
         loop {
+            let next = async {
+                self.outbox.frames.wait_for_room().await;
+                receiver.next().await
+            };
             let message = tokio::select! {
-                message = receiver.next() => match message {
+                message = next => match message {
                     Some(message) => message,
                     None => return ReaderEnd::Done,
                 },
+                () = &mut stalled => return ReaderEnd::CutOff,
                 // The writer ends when the client stopped answering.
                 _ = &mut *writer_done => return ReaderEnd::Done,
                 _ = cut_off.wait_for(|cut_off| *cut_off) => return ReaderEnd::CutOff,
@@ -123,6 +133,7 @@ impl Reader<'_> {
         Arc::new(ConnectionSink {
             prefix: protocol::node_status_prefix(&self.state.identity, instance_id, node_id),
             outbox: Arc::clone(self.outbox),
+            progress: Replaceable::default(),
         })
     }
 }
@@ -137,10 +148,20 @@ fn is_too_big(err: &axum::Error) -> bool {
 struct ConnectionSink {
     prefix: String,
     outbox: Arc<SessionOutbox>,
+    /// Its unsent progress frame, which the next one replaces while the
+    /// client is behind.
+    progress: Replaceable<Message>,
 }
 
 impl StatusSink for ConnectionSink {
     fn send(&self, status: Status) {
-        self.outbox.push(protocol::node_status(&self.prefix, &status));
+        let frame = protocol::node_status(&self.prefix, &status);
+        // Progress (and every other update between the first `running` and
+        // the final status) may be coalesced; those two never are.
+        if let Status::Update(..) = status {
+            self.outbox.push_progress(&self.progress, frame);
+        } else {
+            self.outbox.push(frame);
+        }
     }
 }

@@ -15,7 +15,15 @@ use tokio::sync::{
 };
 
 use super::{PING_EVERY, PONG_WITHIN};
-use crate::{lock, protocol, registry::Snapshot, state::ServerState, transport::Outgoing};
+
+/// What one flush carries at most.
+const BATCH_BYTES: usize = 256 << 10;
+use crate::{
+    lock, protocol,
+    registry::Snapshot,
+    state::ServerState,
+    transport::{OutboxItem, Outgoing},
+};
 
 /// What the writer of one session works with.
 pub(super) struct Writer {
@@ -101,27 +109,38 @@ impl Writer {
         self.send(Message::Ping(Default::default())).await
     }
 
-    /// `first` and every frame queued behind it. Under load many statuses
-    /// are ready at once: they are all fed, then written with one flush.
+    /// `first` and the frames queued behind it, up to [`BATCH_BYTES`].
+    /// Under load many statuses are ready at once: they are fed, then
+    /// written with one flush. (The bound keeps the outbox's count of what
+    /// the client took honest: a batch is taken as it is written.)
     async fn write_ready(&mut self, first: Message) -> Next {
         if let Message::Close(close) = first {
             let _ = self.sender.send(Message::Close(close)).await;
             return Next::Stop;
         }
         let mut close = None;
+        let mut batch = OutboxItem::bytes(&first);
         let mut fed = self.sender.feed(first).await;
-        while fed.is_ok() {
+        while fed.is_ok() && batch < BATCH_BYTES {
             match self.outgoing.try_recv() {
                 Some(Message::Close(frame)) => {
                     close = Some(frame);
                     break;
                 }
-                Some(frame) => fed = self.sender.feed(frame).await,
+                Some(frame) => {
+                    batch += OutboxItem::bytes(&frame);
+                    fed = self.sender.feed(frame).await;
+                }
                 None => break,
             }
         }
         if fed.is_err() || self.sender.flush().await.is_err() {
             return Next::Stop;
+        }
+        // Behind, its requests are not read (so neither are its pongs):
+        // taking frames is what shows it is alive.
+        if self.outgoing.under_pressure() {
+            *lock(&self.last_heard) = Instant::now();
         }
         if let Some(frame) = close {
             let _ = self.sender.send(Message::Close(frame)).await;
