@@ -5,6 +5,7 @@
 mod support;
 
 mod authoring;
+mod backpressure;
 mod config;
 mod ecosystem;
 mod faults;

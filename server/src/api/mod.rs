@@ -206,7 +206,8 @@ pub(crate) async fn execute(
                 connection.close_after(CLOSE_WITHIN);
             }
         });
-        let (sink, statuses) = sse::StreamSink::new(state.limits.max_outbox_bytes, state.limits.client_stall, on_overflow);
+        let (sink, statuses) =
+            sse::StreamSink::new(state.limits.max_outbox_bytes, state.limits.client_stall, on_overflow);
         let sink = Arc::new(sink);
         state.start_execution(owner, request, origin, Arc::clone(&sink) as Arc<dyn StatusSink>);
         // A refusal is known at once (admission answers synchronously): it

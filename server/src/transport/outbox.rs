@@ -404,7 +404,11 @@ mod tests {
         for bytes in 3..=9 {
             assert_eq!(outbox.push_replaceable(&progress, item(bytes)), Pushed::Queued);
         }
-        assert_eq!(outbox.queued_bytes(), 1 + 2 + 60 + 9, "one place, counted at its latest size");
+        assert_eq!(
+            outbox.queued_bytes(),
+            1 + 2 + 60 + 9,
+            "one place, counted at its latest size"
+        );
         // ...before the final item, which keeps its order.
         assert_eq!(outbox.push(last(4)), Pushed::Queued);
         let taken: Vec<Item> = std::iter::from_fn(|| outgoing.try_recv()).collect();
@@ -419,7 +423,11 @@ mod tests {
     fn a_client_that_takes_nothing_for_the_stall_limit_while_something_waits_is_cut_off() {
         let (outbox, mut outgoing) = BoundedOutbox::new(100, Duration::ZERO, CutOffRule::DropQueued);
         let cut_off = outbox.cut_off();
-        assert_eq!(outbox.push(last(0)), Pushed::Queued, "nothing waits (0 bytes): never stalled");
+        assert_eq!(
+            outbox.push(last(0)),
+            Pushed::Queued,
+            "nothing waits (0 bytes): never stalled"
+        );
         assert!(!*cut_off.borrow());
         assert_eq!(outgoing.try_recv(), Some(last(0)));
         assert_eq!(outbox.push(item(60)), Pushed::CutOff);
