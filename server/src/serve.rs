@@ -92,7 +92,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Bound to loopback only: requests naming another host are refused
     // (DNS rebinding).
-    let limits = Limits::new(&config.limits, local.ip().is_loopback());
+    let limits = Limits::new(
+        &config.limits,
+        local.ip().is_loopback(),
+        connection_limits.max_connections,
+    );
     let setup = Setup {
         started: std::time::SystemTime::now(),
         isolation: config.isolation,

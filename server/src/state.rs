@@ -63,18 +63,36 @@ pub struct Limits {
 
 impl Limits {
     /// The transports' share of `config`, for a server listening on
-    /// loopback only or not.
-    pub fn new(config: &config::Limits, loopback_only: bool) -> Self {
+    /// loopback only or not and accepting `max_http_connections` TCP
+    /// connections.
+    ///
+    /// Long-lived connections leave a reserve for the rest: WebSockets may
+    /// take at most half of `max_http_connections`, event streams a
+    /// quarter, so at least a quarter is always there for executions and
+    /// health checks whatever the other two keys say.
+    pub fn new(config: &config::Limits, loopback_only: bool, max_http_connections: usize) -> Self {
+        let reserve = |key: &str, configured: usize, share: usize| {
+            let cap = (max_http_connections / share).max(1);
+            if configured > cap {
+                tracing::info!(
+                    configured,
+                    used = cap,
+                    max_http_connections,
+                    "{key} lowered to 1/{share} of max_http_connections: long-lived connections leave room for requests"
+                );
+            }
+            configured.min(cap)
+        };
         Self {
             auth_token: config.auth_token.clone(),
             max_message_bytes: config.max_message_bytes,
-            max_connections: config.max_connections,
+            max_connections: reserve("max_connections", config.max_connections, 2),
             max_request_bytes: config.max_request_bytes,
             max_outbox_bytes: config.max_outbox_bytes,
             client_stall: config.client_stall,
             allowed_origins: config.allowed_origins.clone(),
             loopback_only,
-            max_event_streams: config.max_event_streams,
+            max_event_streams: reserve("max_event_streams", config.max_event_streams, 4),
             max_event_streams_per_address: config.max_event_streams_per_address,
         }
     }

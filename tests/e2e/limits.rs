@@ -351,3 +351,48 @@ async fn idle_event_streams_from_one_client_lock_no_one_out() {
         200
     );
 }
+
+#[tokio::test]
+async fn long_lived_connections_leave_a_reserve_for_executions_and_health_checks() {
+    // Issue 22: WebSockets may hold at most half of max_http_connections,
+    // event streams a quarter, whatever their own keys say: with both kinds
+    // at their caps, a quarter of the connections is still free.
+    let server = Server::builder(&NodesDir::examples())
+        .config("max_http_connections = 40\nmax_connections = 1000\nmax_event_streams = 1000\nmax_event_streams_per_address = 1000")
+        .start();
+    server.wait_for_log("max_event_streams lowered to 1/4 of max_http_connections");
+    // (No pool: a refused stream's connection is closed, not kept idle.)
+    let streams = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let url = server.http("/events/definitions");
+    let opened = futures_util::future::join_all((0..40).map(|_| streams.get(&url).send())).await;
+    let mut held = Vec::new();
+    for response in opened {
+        let response = response.unwrap();
+        match response.status().as_u16() {
+            200 => held.push(response),
+            status => assert_eq!(status, 503),
+        }
+    }
+    assert_eq!(held.len(), 10, "a quarter of 40 for event streams");
+    let mut sockets = Vec::new();
+    for _ in 0..40 {
+        match Client::try_connect(&server, &[]).await {
+            Ok(client) => sockets.push(client),
+            Err(status) => assert_eq!(status, 503),
+        }
+    }
+    assert_eq!(sockets.len(), 20, "half of 40 for WebSockets");
+    // 30 connections held: executions and health checks still get in.
+    for _ in 0..5 {
+        let response = reqwest::Client::new()
+            .post(server.http("/nodes/simple-text/execute"))
+            .body(r#"{"inputs": {"text": "in reserve"}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let ready = reqwest::get(server.http("/readyz")).await.unwrap();
+        assert_eq!(ready.status(), 200);
+    }
+    drop((held, sockets));
+}
