@@ -22,6 +22,8 @@ pub struct FailureRecord {
     pub at_ms: u64,
     /// The node's uid.
     pub node: String,
+    /// The workflow instance the execution belonged to.
+    pub instance_id: String,
     /// `error`, `aborted`, `timeout`, `crashed`, `internal`… (as in the metrics).
     pub outcome: &'static str,
     /// The error's message, cut after 2000 characters.
@@ -34,7 +36,7 @@ pub struct FailureLog(Mutex<VecDeque<FailureRecord>>);
 
 impl FailureLog {
     /// Records a failure, forgetting the oldest beyond [`KEPT`].
-    pub fn record(&self, node: &str, outcome: &'static str, message: &str) {
+    pub fn record(&self, node: &str, instance_id: &str, outcome: &'static str, message: &str) {
         let message = match message.char_indices().nth(MESSAGE_CHARS) {
             Some((at, _)) => format!("{}…", &message[..at]),
             None => message.to_owned(),
@@ -42,6 +44,7 @@ impl FailureLog {
         let record = FailureRecord {
             at_ms: unix_ms(SystemTime::now()),
             node: node.to_owned(),
+            instance_id: instance_id.to_owned(),
             outcome,
             message,
         };
@@ -72,7 +75,7 @@ mod tests {
     fn keeps_the_last_fifty_newest_first() {
         let log = FailureLog::default();
         for i in 0..60 {
-            log.record("node", "error", &format!("failure {i}"));
+            log.record("node", "wf-1", "error", &format!("failure {i}"));
         }
         let recent = log.recent();
         assert_eq!(recent.len(), KEPT);
@@ -84,7 +87,7 @@ mod tests {
     #[test]
     fn long_messages_are_cut_on_a_character_boundary() {
         let log = FailureLog::default();
-        log.record("node", "error", &"é".repeat(5000));
+        log.record("node", "wf-1", "error", &"é".repeat(5000));
         let message = &log.recent()[0].message;
         assert_eq!(message.chars().count(), MESSAGE_CHARS + 1);
         assert!(message.ends_with('…'));

@@ -442,7 +442,7 @@ async fn the_server_page_shows_libraries_executions_and_the_last_failures() {
     let server = Server::start(&nodes);
     let http = reqwest::Client::new();
     for body in [
-        json!({"inputs": {"a": 1, "b": 0}, "parameters": {"operation": "divide"}}),
+        json!({"inputs": {"a": 1, "b": 0}, "parameters": {"operation": "divide"}, "instanceId": "wf-divides-by-zero"}),
         json!({"inputs": {"a": 6, "b": 7}, "parameters": {"operation": "multiply"}}),
     ] {
         http.post(server.http("/nodes/complex-math/execute"))
@@ -458,6 +458,8 @@ async fn the_server_page_shows_libraries_executions_and_the_last_failures() {
         failure.contains("division by zero") && failure.contains("error"),
         "{failure}"
     );
+    // Which workflow run failed: its instanceId, to find it in the logs.
+    assert!(failure.contains("wf-divides-by-zero"), "{failure}");
     assert_eq!(browser.count("[data-section=libraries] [data-library]").await, 5);
     let library = browser
         .text_of(&attr(

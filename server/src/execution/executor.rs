@@ -51,8 +51,8 @@ impl Admitter for Shared {
         (self.resolver)(uid)
     }
 
-    fn record_failure(&self, uid: &str, failure: Failure, message: &str) {
-        self.failures.record(uid, failure.label(), message);
+    fn record_failure(&self, uid: &str, instance_id: &str, failure: Failure, message: &str) {
+        self.failures.record(uid, instance_id, failure.label(), message);
     }
 
     fn release(&self, id: u64, uid: &Arc<str>) {

@@ -139,7 +139,7 @@ pub(super) trait Admitter: Send + Sync {
     fn resolve(&self, uid: &str) -> Option<Target>;
 
     /// Keeps a failed execution for the operator page.
-    fn record_failure(&self, uid: &str, failure: Failure, message: &str);
+    fn record_failure(&self, uid: &str, instance_id: &str, failure: Failure, message: &str);
 
     /// Execution `id` of node `uid`, which held a slot, concluded: forgets
     /// it and hands its slot to the next one waiting.
@@ -151,6 +151,8 @@ pub(super) trait Admitter: Send + Sync {
 pub struct Execution {
     id: u64,
     uid: Arc<str>,
+    /// The workflow instance it belongs to (for the failure list).
+    instance_id: Box<str>,
     metrics: Arc<OnceLock<metrics::NodeMetrics>>,
     aborted: AtomicBool,
     finished: AtomicBool,
@@ -206,6 +208,7 @@ impl Execution {
         Self {
             id,
             uid: Arc::clone(&target.uid),
+            instance_id: request.instance_id.as_str().into(),
             metrics: Arc::clone(&target.metrics),
             aborted: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -369,7 +372,8 @@ impl Execution {
         match status {
             Status::Error(failure, message) => {
                 tracing::debug!(parent: &self.span, outcome = failure.label(), error = %message, "execution failed");
-                self.admitter.record_failure(&self.uid, *failure, message);
+                self.admitter
+                    .record_failure(&self.uid, &self.instance_id, *failure, message);
                 metrics::counter!(metrics::EXECUTIONS, "node" => self.uid.to_string(), "outcome" => failure.label())
                     .increment(1);
             }

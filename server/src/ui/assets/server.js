@@ -204,13 +204,14 @@ function failuresView(failures) {
       ? h('p', { class: 'muted' }, 'No execution failed.')
       : table(
           'Last failures',
-          ['When', 'Node', 'Outcome', 'Message'],
+          ['When', 'Node', 'Instance', 'Outcome', 'Message'],
           failures.map((failure) =>
             h(
               'tr',
               { 'data-failure': failure.node },
               h('td', { class: 'nowrap' }, new Date(failure.atMs).toLocaleTimeString()),
               h('td', {}, h('code', {}, failure.node)),
+              h('td', {}, h('code', { 'data-instance': failure.instanceId }, failure.instanceId)),
               h('td', {}, failure.outcome),
               h('td', { class: 'message' }, failure.message),
             ),
