@@ -11,7 +11,7 @@ use axum::{Router, body::Bytes, extract::State, routing::post};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{NodesDir, Server};
+use crate::support::{NodesDir, Server, lib_name, plugin};
 
 /// Execute `uid` over HTTP with `body`, optionally continuing `traceparent`.
 async fn execute(server: &Server, uid: &str, body: Value, traceparent: Option<&str>) -> (StatusCode, Value) {
@@ -197,6 +197,35 @@ async fn an_execution_is_a_span_continuing_the_callers_trace() {
         span["name"] == "library_load"
             && attribute(span, "library").is_some_and(|l| l.ends_with("libsimple_text_node.so"))
     });
+}
+
+#[tokio::test]
+async fn a_hot_swap_is_a_library_swap_span_inside_its_reconcile_pass() {
+    let collector = Collector::start();
+    let swap = format!("swap/{}", lib_name("swap"));
+    let nodes = NodesDir::examples().with_file(&swap, &std::fs::read(plugin("swap_v1")).unwrap());
+    let server = Server::builder(&nodes)
+        .config("watch_debounce_time = 20")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint())
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .start();
+    let is_swap_library = |span: &Value| attribute(span, "library").is_some_and(|l| l.ends_with(&swap));
+    collector.wait_span(|span| span["name"] == "library_load" && is_swap_library(span));
+    std::fs::write(nodes.path().join(&swap), std::fs::read(plugin("swap_v2")).unwrap()).unwrap();
+    let span = collector.wait_span(|span| span["name"] == "library_swap" && is_swap_library(span));
+    // Inside the reconcile pass that found the change, and timed.
+    let parent = span["parentSpanId"].as_str().unwrap_or_default().to_owned();
+    assert!(!parent.is_empty(), "{span}");
+    let pass = collector.wait_span(|s| s["spanId"].as_str() == Some(parent.as_str()));
+    assert_eq!(pass["name"], "reconcile", "{pass}");
+    assert_eq!(pass["traceId"], span["traceId"]);
+    let nanos = |s: &Value, key: &str| s[key].as_str().and_then(|n| n.parse::<u64>().ok()).unwrap();
+    assert!(
+        nanos(&span, "endTimeUnixNano") > nanos(&span, "startTimeUnixNano"),
+        "{span}"
+    );
+    drop(server);
 }
 
 #[tokio::test]
