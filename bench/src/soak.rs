@@ -1,7 +1,11 @@
 //! Soak test: minutes of mixed WebSocket and HTTP load against the real
-//! server, with hot swaps, malformed frames, stops and clients that leave
-//! mid-execution. Checks that every accepted execution of a client that
-//! stayed got exactly one final status, and reports RSS at start and end.
+//! server (process isolation, its default), with hot swaps, malformed
+//! frames, stops, clients that leave mid-execution and crashes (a worker
+//! killed with SIGKILL every few seconds). Checks that every accepted
+//! execution of a client that stayed got exactly one right final status
+//! (the crash error is right for a node whose worker was killed), and that
+//! the RSS of the server and its workers together stays flat: the last
+//! sample within 10% of the sample at a quarter of the run.
 //!
 //! Usage: soak <nano-server> <seconds> <libs dir>   (see bench/soak.sh)
 
@@ -18,7 +22,10 @@ use std::{
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use nano_bench::{servers::rss_kib, stamp::commit_stamp};
+use nano_bench::{
+    servers::{descendants, tree_rss},
+    stamp::commit_stamp,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
@@ -36,6 +43,9 @@ struct Tally {
     leavers: AtomicU64,
     malformed: AtomicU64,
     swaps: AtomicU64,
+    /// Workers killed, and executions that ended with their crash error.
+    crashes: AtomicU64,
+    crashed_executions: AtomicU64,
     /// Wrong answers, missing or duplicate final statuses: must stay 0.
     failures: AtomicU64,
 }
@@ -104,8 +114,9 @@ async fn main() -> anyhow::Result<()> {
     let http = format!("http://127.0.0.1:{port}");
     let tally = Arc::new(Tally::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let rss_start = rss_kib(pid)?;
-    println!("soak: {seconds} s against pid {pid} on port {port}; RSS at start {rss_start} KiB");
+    let tree_kib = || tree_rss(pid).map(|t| t.total_kib()).unwrap_or(0);
+    let rss_start = tree_kib();
+    println!("soak: {seconds} s against pid {pid} on port {port}; RSS (server + workers) at start {rss_start} KiB");
 
     let mut tasks = Vec::new();
     for worker in 0..6 {
@@ -136,16 +147,21 @@ async fn main() -> anyhow::Result<()> {
         })
     };
     tasks.push(swapper);
-    let mut progress = tokio::time::interval(Duration::from_secs(60));
+    tasks.push(tokio::spawn(crasher(pid, deadline, Arc::clone(&tally))));
+    let every = Duration::from_secs((seconds / 20).max(1));
+    let mut progress = tokio::time::interval(every);
     progress.tick().await;
+    let mut samples: Vec<(u64, u64)> = Vec::new();
     let report = async {
         loop {
             progress.tick().await;
+            let at = seconds.saturating_sub(deadline.saturating_duration_since(Instant::now()).as_secs());
+            let rss = tree_kib();
+            samples.push((at, rss));
             println!(
-                "  {:>4} s: {} executions, RSS {} KiB, failures {}",
-                seconds.saturating_sub(deadline.saturating_duration_since(Instant::now()).as_secs()),
+                "  {at:>4} s: {} executions, RSS (server + workers) {rss} KiB, crashes {}, failures {}",
                 tally.executions.load(Ordering::Relaxed) + tally.http.load(Ordering::Relaxed),
-                rss_kib(pid).unwrap_or(0),
+                tally.crashes.load(Ordering::Relaxed),
                 tally.failures.load(Ordering::Relaxed)
             );
         }
@@ -154,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
         _ = futures_util::future::join_all(tasks) => {},
         () = report => {},
     }
-    let rss_end = rss_kib(pid)?;
+    let rss_end = tree_kib();
     let alive = child.try_wait()?.is_none();
     let t = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!("soak done after {seconds} s:");
@@ -165,11 +181,30 @@ async fn main() -> anyhow::Result<()> {
     println!("  malformed frames sent:        {}", t(&tally.malformed));
     println!("  hot swaps:                    {}", t(&tally.swaps));
     println!(
+        "  workers killed (SIGKILL):     {} ({} executions ended with the crash error)",
+        t(&tally.crashes),
+        t(&tally.crashed_executions)
+    );
+    println!(
         "  failures (wrong, missing or duplicate final status): {}",
         t(&tally.failures)
     );
-    println!("  RSS: {rss_start} KiB at start, {rss_end} KiB at end; server alive: {alive}");
-    if t(&tally.failures) > 0 || !alive {
+    println!("  RSS (server + workers): {rss_start} KiB at start, {rss_end} KiB at end; server alive: {alive}");
+    // Flat: the last sample within 10% of the one at a quarter of the run
+    // (the first quarter warms up: allocator, connection pools, workers).
+    let quarter = samples.iter().find(|(at, _)| *at >= seconds / 4).map(|(_, rss)| *rss);
+    let flat = match (quarter, samples.last()) {
+        (Some(quarter), Some((_, last))) => {
+            let ratio = *last as f64 / quarter as f64;
+            println!("  flat: last sample / sample at a quarter = {last} / {quarter} KiB = {ratio:.3} (bound 1.10)");
+            ratio <= 1.10
+        }
+        _ => {
+            println!("  flat: too short a run to tell");
+            true
+        }
+    };
+    if t(&tally.failures) > 0 || !alive || !flat {
         bail!("soak failed");
     }
     Ok(())
@@ -235,6 +270,8 @@ async fn ws_worker(url: String, worker: u64, deadline: Instant, tally: Arc<Tally
                 ),
                 Box::new(move |s| s["outputs"]["text"] == json!([format!("T{n}")])),
             ),
+            // Its worker is the one the crasher kills: the crash error is
+            // a right answer too.
             1 => (
                 request(
                     &instance,
@@ -243,7 +280,7 @@ async fn ws_worker(url: String, worker: u64, deadline: Instant, tally: Arc<Tally
                     json!({}),
                     json!({"steps": 3, "delay_ms": 5}),
                 ),
-                Box::new(|s| s["outputs"]["result"] == json!(["done"])),
+                Box::new(|s| s["outputs"]["result"] == json!(["done"]) || is_crash(s)),
             ),
             2 => (
                 request(&instance, n, "swap-node", json!({}), json!({})),
@@ -263,7 +300,11 @@ async fn ws_worker(url: String, worker: u64, deadline: Instant, tally: Arc<Tally
         };
         ws.send(Message::text(frame)).await?;
         match final_of(&mut ws, &instance, &mut finished).await {
-            Ok(status) if check(&status) => {}
+            Ok(status) if check(&status) => {
+                if is_crash(&status) {
+                    tally.crashed_executions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Ok(status) => {
                 eprintln!("wrong final for {instance}: {status}");
                 tally.failures.fetch_add(1, Ordering::Relaxed);
@@ -277,6 +318,35 @@ async fn ws_worker(url: String, worker: u64, deadline: Instant, tally: Arc<Tally
     }
     let duplicates = finished.values().filter(|c| **c > 1).count() as u64;
     tally.failures.fetch_add(duplicates, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The error of an execution whose worker was killed.
+fn is_crash(status: &Value) -> bool {
+    status["type"] == "error"
+        && status["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("node crashed: the worker for utility/progress_node/"))
+}
+
+/// Kills the progress node's worker with SIGKILL every 7 s: a crash, which
+/// the server must turn into one error per execution it held and a restart.
+async fn crasher(server: u32, deadline: Instant, tally: Arc<Tally>) -> anyhow::Result<()> {
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let worker = descendants(server).into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("progress_node"))
+        });
+        if let Some(pid) = worker
+            && std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            tally.crashes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     Ok(())
 }
 
