@@ -59,6 +59,9 @@ pub struct Limits {
     pub loopback_only: bool,
     pub max_event_streams: usize,
     pub max_event_streams_per_address: usize,
+    /// An event stream that sent nothing for this long is closed while more
+    /// than three quarters of `max_event_streams` are open.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Limits {
@@ -94,6 +97,7 @@ impl Limits {
             loopback_only,
             max_event_streams: reserve("max_event_streams", config.max_event_streams, 4),
             max_event_streams_per_address: config.max_event_streams_per_address,
+            idle_timeout: config.idle_timeout,
         }
     }
 }

@@ -2,10 +2,11 @@
 //! WebSocket message size and connection limits. Over a limit, the caller is
 //! refused clearly and the server keeps serving everyone else.
 
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
 
-use crate::support::{Client, NodesDir, Server, final_status, request};
+use crate::support::{Client, NodesDir, Server, eventually, final_status, request};
 
 #[tokio::test]
 async fn an_empty_token_variable_never_turns_the_configured_token_off() {
@@ -395,4 +396,49 @@ async fn long_lived_connections_leave_a_reserve_for_executions_and_health_checks
         assert_eq!(ready.status(), 200);
     }
     drop((held, sockets));
+}
+
+#[tokio::test]
+async fn idle_event_streams_are_closed_once_they_crowd_the_server() {
+    // Issue 22: past three quarters of max_event_streams, a stream idle
+    // for idle_timeout_ms is closed (a browser's EventSource reconnects),
+    // so a crowd of idle streams makes room for new ones by itself.
+    let server = Server::builder(&NodesDir::examples())
+        .config("max_event_streams = 8\nidle_timeout_ms = 300")
+        .start();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let url = server.http("/events/definitions");
+    let opened = futures_util::future::join_all((0..8).map(|_| client.get(&url).send())).await;
+    let mut held = Vec::new();
+    for response in opened {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 200);
+        held.push(response);
+    }
+    assert_eq!(
+        client.get(&url).send().await.unwrap().status(),
+        503,
+        "the cap is reached"
+    );
+    // Nobody closes anything; the idle ones are closed, and a new stream
+    // gets in.
+    eventually("a new event stream to get in", || async {
+        client.get(&url).send().await.unwrap().status() == 200
+    })
+    .await;
+    let mut ended = 0;
+    for response in held {
+        let mut body = response.bytes_stream();
+        if tokio::time::timeout(std::time::Duration::from_millis(50), async {
+            while let Some(chunk) = body.next().await {
+                chunk.unwrap();
+            }
+        })
+        .await
+        .is_ok()
+        {
+            ended += 1;
+        }
+    }
+    assert!(ended >= 1, "none of the idle streams was closed");
 }

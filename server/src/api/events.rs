@@ -63,9 +63,10 @@ pub(crate) async fn definition_events(
         libraries: String::new(),
     };
     // `open` lives as long as the stream: its place is freed when it ends.
+    let idle = state.limits.idle_timeout;
     let stream = futures_util::stream::unfold(
         (state, changes, closing, sent, Vec::<Event>::new(), open),
-        |(state, mut changes, mut closing, mut sent, mut pending, open)| async move {
+        move |(state, mut changes, mut closing, mut sent, mut pending, open)| async move {
             loop {
                 if let Some(event) = pending.pop() {
                     return Some((Ok(event), (state, changes, closing, sent, pending, open)));
@@ -77,6 +78,14 @@ pub(crate) async fn definition_events(
                     changed = changes.changed() => changed.ok()?,
                     closed = closing.changed() => {
                         closed.ok()?;
+                        continue;
+                    }
+                    // Idle this long: closed if the streams crowd the server.
+                    () = tokio::time::sleep(idle) => {
+                        if state.event_streams.crowded(state.limits.max_event_streams) {
+                            tracing::debug!("closed an idle event stream: more than 3/4 of max_event_streams are open");
+                            return None;
+                        }
                         continue;
                     }
                 }

@@ -73,6 +73,15 @@ impl StreamCaps {
     }
 }
 
+impl StreamCaps {
+    /// Whether more than three quarters of `max_total` streams are open:
+    /// then idle ones are closed (a browser's `EventSource` reconnects by
+    /// itself), so a crowd of idle streams makes room for active ones.
+    pub(crate) fn crowded(&self, max_total: usize) -> bool {
+        lock(&self.open).total * 4 > max_total * 3
+    }
+}
+
 /// One open event stream, counted until dropped.
 #[derive(Debug)]
 pub(crate) struct OpenStream {
