@@ -321,7 +321,8 @@ async fn ws_worker(url: String, worker: u64, deadline: Instant, tally: Arc<Tally
     Ok(())
 }
 
-/// The error of an execution whose worker was killed.
+/// The error of an execution whose worker was killed (while it ran, or as
+/// it was handed over: "… had just exited").
 fn is_crash(status: &Value) -> bool {
     status["type"] == "error"
         && status["message"]

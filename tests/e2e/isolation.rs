@@ -477,7 +477,7 @@ async fn an_execution_waiting_for_a_restart_gives_up_after_worker_restart_wait_m
         "{statuses:?}"
     );
     // Sent once the server knows (before, it could still reach the dying
-    // worker and get "its worker had just exited").
+    // worker and get "the worker for … had just exited").
     server.wait_for_log("restarting the worker after a crash");
     let statuses = client.execute("fault-ok", json!({}), json!({})).await;
     let message = final_status(&statuses)["message"].as_str().unwrap().to_owned();

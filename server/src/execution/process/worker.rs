@@ -207,7 +207,10 @@ impl Worker {
         let id = execution.id();
         if self.has_exited() {
             // It died meanwhile and its supervisor may have missed this one.
-            self.fail_inflight(Failure::Crashed, "node crashed: its worker had just exited".to_owned());
+            self.fail_inflight(
+                Failure::Crashed,
+                format!("node crashed: the worker for {} had just exited", self.context.label),
+            );
             return None;
         }
         let worker = Arc::downgrade(self);
