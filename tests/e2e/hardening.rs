@@ -439,17 +439,24 @@ async fn connections_are_capped_and_slow_or_idle_ones_are_closed() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    // Upgraded WebSockets count against the cap, and are not closed as idle.
+    // Upgraded WebSockets count against the cap, and are not closed as
+    // idle. They may hold half of it (the rest is kept for requests): 10.
     let mut sockets = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..10 {
         sockets.push(Client::connect(&server).await);
     }
+    assert_eq!(
+        Client::try_connect(&server, &[]).await.err(),
+        Some(503),
+        "an 11th WebSocket"
+    );
+    let _silent: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(&address).unwrap()).collect();
     let mut over = TcpStream::connect(&address).unwrap();
     over.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     assert!(
         closed_by_server(&mut over),
-        "beyond the cap while 20 WebSockets are open"
+        "beyond the cap while 10 WebSockets and 10 other connections are open"
     );
     // Past both timeouts, the sockets still work.
     let statuses = sockets[0]
