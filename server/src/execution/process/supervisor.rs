@@ -51,9 +51,24 @@ pub(crate) async fn supervise(owner: Arc<dyn WorkerOwner>, worker: Arc<Worker>, 
                         worker.end(Some(WorkerExit::ProtocolViolation(violation)));
                     }
                 }
-                // An oversized frame, or a read error: the process is ending.
-                // (Killed by the server with frames it never read, it resets
-                // the channel: the server's reason stands.)
+                // The channel reset: a process that died with frames it had
+                // not read yet (a ping, an execution) resets it instead of
+                // closing it. Like end of file: its exit status says why.
+                Some(Err(err)) if is_disconnect(&err) => {
+                    match tokio::time::timeout(LAST_FRAMES_WAIT, io.child.wait()).await {
+                        Ok(status) => break status,
+                        Err(_) => {
+                            // Alive with its channel gone: it cannot serve.
+                            if !worker.is_ending() {
+                                worker.end(Some(WorkerExit::ProtocolViolation(err.to_string())));
+                            }
+                            let _ = io.child.start_kill();
+                            break io.child.wait().await;
+                        }
+                    }
+                }
+                // An oversized frame, or another read error: the process is
+                // ended. (Killed by the server, the server's reason stands.)
                 Some(Err(err)) => {
                     if !worker.is_ending() {
                         worker.end(Some(WorkerExit::ProtocolViolation(err.to_string())));
@@ -143,6 +158,15 @@ pub(crate) async fn supervise(owner: Arc<dyn WorkerOwner>, worker: Arc<Worker>, 
     let services = Arc::clone(&worker.context.services);
     let version = worker.version;
     tokio::spawn(async move { services.end_version(version).await });
+}
+
+/// Whether a read error means the worker's end of the channel is gone
+/// (it died, or is dying), not that it sent something wrong.
+fn is_disconnect(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// A process's resident memory, from `/proc/<pid>/statm`.
