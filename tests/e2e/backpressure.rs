@@ -11,10 +11,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{Client, NodesDir, PATIENCE, Server, is_final, request};
 
-fn with_test_nodes() -> NodesDir {
-    NodesDir::examples().with_plugin("test", "test_plugin")
-}
-
 /// Sends `count` test-echo requests of 32 KiB on one WebSocket as fast as
 /// TCP lets it, while reading every frame with `pause` after each one;
 /// returns how many final statuses each execution got, and the frames'
@@ -76,7 +72,7 @@ async fn pipeline(server: &Server, count: usize, pause: Duration) -> (Vec<u32>, 
 
 #[tokio::test]
 async fn a_pipelining_client_reading_concurrently_gets_every_answer_and_no_1008() {
-    let server = Server::start(&with_test_nodes());
+    let server = Server::start(&NodesDir::examples_and_test_plugin());
     server.reset_peak_rss();
     let before_kib = server.rss_kib();
     const COUNT: usize = 20_000;
@@ -105,7 +101,7 @@ async fn a_pipelining_client_reading_concurrently_gets_every_answer_and_no_1008(
 async fn a_slow_reader_gets_every_answer() {
     // About 300 messages a second against requests sent as fast as possible:
     // the server stops reading its requests and waits for it.
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_outbox_bytes = 1048576")
         .start();
     const COUNT: usize = 3_000;
@@ -118,7 +114,7 @@ async fn a_slow_reader_gets_every_answer() {
 
 #[tokio::test]
 async fn a_slow_event_stream_reader_gets_coalesced_progress_and_its_final_status() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_outbox_bytes = 65536")
         .start();
     const COUNT: u64 = 20_000;

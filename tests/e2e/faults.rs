@@ -9,13 +9,9 @@ use crate::support::{
     Client, NodesDir, Server, abi_0_1_0_plugin, definition_version, eventually, final_status, lib_name, plugin, request,
 };
 
-fn with_test_nodes() -> NodesDir {
-    NodesDir::examples().with_plugin("test", "test_plugin")
-}
-
 #[tokio::test]
 async fn a_thousand_panics_in_a_row_while_other_executions_succeed() {
-    let mut server = Server::start(&with_test_nodes());
+    let mut server = Server::start(&NodesDir::examples_and_test_plugin());
     let mut panicker = Client::connect(&server).await;
     let mut worker = Client::connect(&server).await;
     for i in 0..1000 {
@@ -49,7 +45,7 @@ async fn a_thousand_panics_in_a_row_while_other_executions_succeed() {
 
 #[tokio::test]
 async fn a_node_that_never_returns_loses_a_worker_not_the_server() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_concurrent_executions = 2")
         .start();
     let mut client = Client::connect(&server).await;
@@ -82,7 +78,7 @@ async fn a_node_that_never_returns_loses_a_worker_not_the_server() {
 
 #[tokio::test]
 async fn a_timeout_ends_a_hanging_execution_and_counts_its_worker() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("execution_timeout_ms = 200")
         .start();
     let mut client = Client::connect(&server).await;
@@ -100,7 +96,7 @@ async fn a_timeout_ends_a_hanging_execution_and_counts_its_worker() {
 
 #[tokio::test]
 async fn shutdown_aborts_what_outlives_the_grace_period_and_closes_websockets() {
-    let mut server = Server::builder(&with_test_nodes())
+    let mut server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("shutdown_grace_ms = 300")
         .start();
     let mut busy = Client::connect(&server).await;
@@ -138,7 +134,7 @@ async fn shutdown_aborts_what_outlives_the_grace_period_and_closes_websockets() 
 #[tokio::test]
 async fn shutdown_runs_the_hook_of_every_loaded_version_and_survives_a_panicking_one() {
     let swap = format!("test/swap/{}", lib_name("swap"));
-    let nodes = with_test_nodes()
+    let nodes = NodesDir::examples_and_test_plugin()
         .with_file(&swap, &std::fs::read(plugin("swap_v1")).unwrap())
         .with_file(
             &format!("test/old/{}", lib_name("old")),

@@ -16,16 +16,12 @@ use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode
 
 use crate::support::{Client, NodesDir, Server, eventually, final_status, lib_name, plugin, request, uids};
 
-fn with_test_nodes() -> NodesDir {
-    NodesDir::examples().with_plugin("test", "test_plugin")
-}
-
 /// What a raw reader saw of a connection's final statuses, by instance.
 type Finals = HashMap<String, Vec<Value>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_refused_at_once_and_memory_stays_bounded() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_concurrent_executions = 2\nmax_queued_executions = 16")
         .start();
     // Warm up, then measure from here.
@@ -129,7 +125,7 @@ async fn a_flood_is_refused_at_once_and_memory_stays_bounded() {
 
 #[tokio::test]
 async fn the_bytes_of_waiting_requests_are_bounded_too() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_concurrent_executions = 1\nmax_queued_executions = 100\nmax_queued_bytes = 100000")
         .start();
     let mut client = Client::connect(&server).await;
@@ -161,7 +157,7 @@ async fn the_bytes_of_waiting_requests_are_bounded_too() {
 
 #[tokio::test]
 async fn a_node_at_its_limit_does_not_hold_back_the_others() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_concurrent_executions = 4\nmax_queued_executions = 100\n[nodes.test-stubborn]\nmax_concurrent = 2")
         .start();
     // Saturate the slow node: 12 executions of 600 ms, 2 at a time.
@@ -283,7 +279,7 @@ async fn unknown_uids_never_become_metric_labels() {
 
 #[tokio::test]
 async fn a_websocket_client_that_does_not_read_is_cut_off() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_outbox_bytes = 65536\nclient_stall_ms = 1000")
         .start();
     // Growth from here: the peak of start-up (library copies on their way
@@ -336,7 +332,7 @@ async fn a_websocket_client_that_does_not_read_is_cut_off() {
 
 #[tokio::test]
 async fn an_event_stream_client_that_does_not_read_is_cut_off() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_outbox_bytes = 65536\nclient_stall_ms = 1000")
         .start();
     // Growth from here: the peak of start-up (library copies on their way
@@ -391,7 +387,7 @@ fn closed_by_server(tcp: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn connections_are_capped_and_slow_or_idle_ones_are_closed() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_http_connections = 20\nheader_read_timeout_ms = 1000\nidle_timeout_ms = 1500")
         .start();
     let address = format!("127.0.0.1:{}", server.port);
@@ -582,7 +578,7 @@ async fn tokens_stay_out_of_the_log_and_refusals_are_counted_not_flooded() {
 
 #[tokio::test]
 async fn readyz_says_not_ready_while_every_slot_is_held_by_a_node_past_its_timeout() {
-    let server = Server::builder(&with_test_nodes())
+    let server = Server::builder(&NodesDir::examples_and_test_plugin())
         .config("max_concurrent_executions = 2\nexecution_timeout_ms = 200")
         .start();
     let readyz = || async { reqwest::get(server.http("/readyz")).await.unwrap() };

@@ -168,6 +168,12 @@ impl NodesDir {
         }
     }
 
+    /// The example nodes plus the test plugin (`test-echo`, `test-chatty`,
+    /// `test-panic`, …) in `test/`.
+    pub fn examples_and_test_plugin() -> Self {
+        Self::examples().with_plugin("test", "test_plugin")
+    }
+
     /// The three example nodes, in the seed's folder layout.
     pub fn examples() -> Self {
         Self::empty()
