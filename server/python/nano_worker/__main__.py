@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import faulthandler
+import gc
 import os
 import platform
 import signal
 import socket
 import sys
-import threading
 from typing import Any, Dict, List
 
 from . import PROTOCOL, RUNTIME, loader, services
@@ -32,13 +32,13 @@ class Worker:
         self.stopping = asyncio.Event()
         self.grace_ms = 0
 
-    def dispatch(self, message: Dict[str, Any]) -> None:
+    def dispatch(self, message: Dict[str, Any]) -> bool:
         """Reader thread: replies resolve at once (a blocked loop may be
-        waiting on one); everything else runs on the loop."""
+        waiting on one); everything else runs on the loop (False)."""
         if message["type"] == "reply":
             services.host.reply(message)
-        else:
-            self.loop.call_soon_threadsafe(self.on_message, message)
+            return True
+        return False
 
     def on_message(self, message: Dict[str, Any]) -> None:
         kind = message["type"]
@@ -70,6 +70,9 @@ class Worker:
                 "libraries": await self.load_all(),
             }
         )
+        # What loading made lives as long as the worker: keep it out of the
+        # collector's full passes, which executions would otherwise pay for.
+        gc.freeze()
         await self.stopping.wait()
         # The server drained first; what still runs gets the grace, aborted.
         self.executor.abort_all()
@@ -136,7 +139,8 @@ def main(argv: List[str]) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     worker = Worker(channel, hello, loop)
-    threading.Thread(target=channel.read_loop, args=(worker.dispatch,), name="nano-reader", daemon=True).start()
+    channel.attach(loop)
+    channel.start_reading(worker.dispatch, worker.on_message)
     loop.run_until_complete(worker.serve())
     sys.stdout.flush()
     sys.stderr.flush()

@@ -55,14 +55,15 @@ class Execution:
         self.id: int = message["id"]
         self.uid: str = message.get("uid", "")
         self.instance_id: str = message.get("instance_id", "")
-        self.aborted = threading.Event()
+        # A plain flag: set once, on the loop; read from any thread.
+        self.aborted = False
         self.finished = False
         self.task: Optional[asyncio.Task] = None
         self.in_thread = False
         self._lock = threading.Lock()
 
     def is_aborted(self) -> bool:
-        return self.aborted.is_set()
+        return self.aborted
 
     def send_status(self, status: Any):
         self._node_status(status)
@@ -92,19 +93,19 @@ class Execution:
             self.finish(done)
             return
         with self._lock:
-            if self.finished or self.aborted.is_set():
+            if self.finished or self.aborted:
                 return
             try:
                 self.channel.send({"type": "status", "id": self.id, "status": status})
             except (TypeError, ValueError) as err:
                 log(f"execution {self.id} ({self.uid}): dropped a status it cannot send: {err}")
 
-    def send_live(self, message: Dict[str, Any]) -> bool:
+    def send_live(self, message: Dict[str, Any], now: bool = False) -> bool:
         """Sends a frame naming this execution unless its `done` went."""
         with self._lock:
             if self.finished:
                 return False
-            self.channel.send(message)
+            self.channel.send(message, now=now)
             return True
 
     def finish(self, done: Dict[str, Any]) -> bool:
@@ -113,7 +114,7 @@ class Execution:
             if self.finished:
                 return False
             self.finished = True
-            if self.aborted.is_set():
+            if self.aborted:
                 done = {"outcome": "aborted"}
             try:
                 self.channel.send(dict(done, type="done", id=self.id))
@@ -126,7 +127,7 @@ class Execution:
             return True
 
     def abort(self) -> None:
-        self.aborted.set()
+        self.aborted = True
         # As the SDK does for coroutines; a thread only sees is_aborted().
         if self.task is not None and not self.in_thread and not self.task.done():
             self.task.cancel()

@@ -85,8 +85,8 @@ class _Host:
             self._waiting[number] = future
         try:
             if execution is None:
-                self.channel.send(message)
-            elif not execution.send_live(message):
+                self.channel.send(message, now=True)
+            elif not execution.send_live(message, now=True):
                 # Its `done` went: its id is no longer the server's, and naming it would end the worker.
                 raise failure("aborted", "the execution has ended")
         except Exception as err:
