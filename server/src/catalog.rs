@@ -179,7 +179,8 @@ pub fn list_nodes(config_path: &Path, isolation: Option<Isolation>) -> ExitCode 
         };
     let registry = NodeRegistry::new();
     let mut reconciler = Reconciler::new(backend, registry.clone(), config.nodes_path.clone())
-        .allow_insecure_permissions(config.allow_insecure_permissions);
+        .allow_insecure_permissions(config.allow_insecure_permissions)
+        .python_group(config.python.group, config.python.interpreter.is_some());
     let report = match reconciler.reconcile(&HashSet::new()) {
         Ok(report) => report,
         Err(err) => {

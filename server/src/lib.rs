@@ -29,6 +29,7 @@ mod metrics;
 mod nanocore;
 pub mod protocol;
 pub mod python_env;
+mod python_groups;
 mod rate_limit;
 mod reconcile;
 mod registry;

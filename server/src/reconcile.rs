@@ -15,9 +15,10 @@ use std::{
 };
 
 use crate::{
-    execution::{Backend, is_python_library},
+    execution::{Backend, PythonGroup, is_python_library},
     loader::{self, LoadError},
     metrics,
+    python_groups::{self, Unit},
     registry::{Library, NodeRegistry},
 };
 
@@ -50,6 +51,8 @@ pub struct Reconciler {
     registry: NodeRegistry,
     root: PathBuf,
     allow_insecure: bool,
+    python_group: PythonGroup,
+    configured_interpreter: bool,
     seen: HashMap<PathBuf, Seen>,
 }
 
@@ -60,6 +63,8 @@ impl Reconciler {
             registry,
             root,
             allow_insecure: false,
+            python_group: PythonGroup::Library,
+            configured_interpreter: false,
             seen: HashMap::new(),
         }
     }
@@ -67,6 +72,14 @@ impl Reconciler {
     /// Loads libraries (and folders) writable by group or others too.
     pub fn allow_insecure_permissions(mut self, allow: bool) -> Self {
         self.allow_insecure = allow;
+        self
+    }
+
+    /// `[python] group`, and whether `[python] interpreter` is set (then
+    /// `project` makes one group of every `node.py`).
+    pub fn python_group(mut self, group: PythonGroup, configured_interpreter: bool) -> Self {
+        self.python_group = group;
+        self.configured_interpreter = configured_interpreter;
         self
     }
 
@@ -84,14 +97,18 @@ impl Reconciler {
         let mut report = Report::default();
         let mut loaded = Vec::new();
         let shared = SharedSources::find(&self.root, &on_disk, touched);
+        let units = python_groups::units(&self.root, &on_disk, self.python_group, self.configured_interpreter);
 
-        for path in &on_disk {
-            let touched = is_touched(path, touched) || (shared.touched && is_python_library(path));
-            if let Some(library) = self.examine(path, touched, shared.hash, &mut report) {
+        for unit in &units {
+            let touched = unit
+                .members
+                .iter()
+                .any(|path| is_touched(path, touched) || (shared.touched && is_python_library(path)));
+            if let Some(library) = self.examine(unit, touched, shared.hash, &mut report) {
                 loaded.push(library);
             }
         }
-        let present: HashSet<&PathBuf> = on_disk.iter().collect();
+        let present: HashSet<&PathBuf> = units.iter().map(|unit| &unit.key).collect();
         report.removed = self.seen.keys().filter(|p| !present.contains(p)).cloned().collect();
         report.removed.sort();
         for path in &report.removed {
@@ -130,47 +147,60 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Looks at one file; returns a freshly loaded version to serve.
-    fn examine(&mut self, path: &Path, touched: bool, shared_hash: u64, report: &mut Report) -> Option<Library> {
-        let before = fs::metadata(path).ok()?;
+    /// Looks at one unit (a file, or a group of `node.py` files); returns
+    /// a freshly loaded version to serve.
+    fn examine(&mut self, unit: &Unit, touched: bool, shared_hash: u64, report: &mut Report) -> Option<Library> {
+        let path = unit.key.as_path();
+        let before = Meta::of(&unit.members)?;
         let seen = self.seen.get(path);
-        let unchanged_meta = seen.is_some_and(|s| s.len == before.len() && s.modified == before.modified().ok());
+        let unchanged_meta = seen.is_some_and(|s| s.len == before.len && s.modified == before.modified);
         let insecure = seen.is_some_and(|s| s.insecure);
-        if insecure && !self.allow_insecure && loader::check_permissions(path, &self.root).is_err() {
+        if insecure && !self.allow_insecure && self.check_permissions(unit).is_err() {
             // Still refused; said once already.
             return None;
         }
         if unchanged_meta && !touched && !insecure {
             return None;
         }
-        let bytes = match fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                tracing::debug!(library = %path.display(), %err, "unreadable for now");
-                return None;
+        let mut read = Vec::with_capacity(unit.members.len());
+        for member in &unit.members {
+            match fs::read(member) {
+                Ok(bytes) => read.push((member.clone(), bytes)),
+                Err(err) => {
+                    tracing::debug!(library = %member.display(), %err, "unreadable for now");
+                    return None;
+                }
             }
-        };
-        let after = fs::metadata(path).ok()?;
-        if after.len() != before.len()
-            || after.modified().ok() != before.modified().ok()
-            || after.len() != bytes.len() as u64
-        {
+        }
+        let after = Meta::of(&unit.members)?;
+        if after != before || after.len != read.iter().map(|(_, bytes)| bytes.len() as u64).sum::<u64>() {
             // Still being written: its next write brings another event.
             tracing::debug!(library = %path.display(), "still changing; will look again");
             return None;
         }
         // A Python library is its node.py, the modules beside it, and the
-        // project's shared modules.
-        let hash = if is_python_library(path) {
-            content_hash(&bytes) ^ sibling_sources_hash(path) ^ shared_hash
+        // project's shared modules; a group, all of its members'.
+        let (bytes, hash) = if unit.is_group() {
+            let bytes = python_groups::manifest(&read);
+            let mut all = bytes.clone();
+            for member in &unit.members {
+                all.extend_from_slice(&sibling_sources_hash(member).to_le_bytes());
+            }
+            (bytes, content_hash(&all) ^ shared_hash)
         } else {
-            content_hash(&bytes)
+            let (_, bytes) = read.pop().expect("a unit has a member");
+            let hash = if is_python_library(path) {
+                content_hash(&bytes) ^ sibling_sources_hash(path) ^ shared_hash
+            } else {
+                content_hash(&bytes)
+            };
+            (bytes, hash)
         };
         let served = seen.and_then(|s| s.served);
         let previous_hash = seen.map(|s| s.hash);
         let mut record = Seen {
-            len: after.len(),
-            modified: after.modified().ok(),
+            len: after.len,
+            modified: after.modified,
             hash,
             served,
             insecure: false,
@@ -189,7 +219,7 @@ impl Reconciler {
         let trusted = if self.allow_insecure {
             Ok(())
         } else {
-            loader::check_permissions(path, &self.root)
+            self.check_permissions(unit)
         };
         // A span per load (or swap, when a version is served there), a child
         // of this pass's: what traces show of the library's life.
@@ -230,6 +260,36 @@ impl Reconciler {
         };
         self.seen.insert(path.to_owned(), record);
         library
+    }
+}
+
+impl Reconciler {
+    /// Every member's trust check (the first refusal).
+    fn check_permissions(&self, unit: &Unit) -> Result<(), LoadError> {
+        unit.members
+            .iter()
+            .try_for_each(|member| loader::check_permissions(member, &self.root))
+    }
+}
+
+/// Size and modification time of a unit's files: the sum of the sizes and
+/// the latest time (the files' own for a single file).
+#[derive(PartialEq, Eq)]
+struct Meta {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Meta {
+    /// `None` if a file is gone (the next pass sees the unit without it).
+    fn of(members: &[PathBuf]) -> Option<Self> {
+        let mut meta = Self { len: 0, modified: None };
+        for member in members {
+            let found = fs::metadata(member).ok()?;
+            meta.len += found.len();
+            meta.modified = meta.modified.max(found.modified().ok());
+        }
+        Some(meta)
     }
 }
 

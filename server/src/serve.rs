@@ -40,7 +40,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let backend = backend(&config, &registry, &services)?;
     tracing::info!(isolation = config.isolation.as_str(), "plugin isolation");
     let mut reconciler = Reconciler::new(backend, registry.clone(), config.nodes_path.clone())
-        .allow_insecure_permissions(config.allow_insecure_permissions);
+        .allow_insecure_permissions(config.allow_insecure_permissions)
+        .python_group(config.python.group, config.python.interpreter.is_some());
     let builder = if config.build_sources {
         let builder = build::SourceBuilder::start(config.nodes_path.clone(), BUILD_RELEASE)
             .context("cannot start the source builder")?;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::support::{Client, NodesDir, Server, definition_version, final_status, uids};
 
 mod faults;
+mod groups;
 mod shared;
 mod workers;
 

@@ -95,11 +95,13 @@ class Worker:
                 sys.modules.pop(loader.module_name(library_id, path), None)
                 log(f"refused {path}: {refusal.report['type']}: {refusal.report['message']}")
                 sys.stderr.write(refusal.report["traceback"])
-                answers.append({"id": library_id, "refused": refusal.report})
+                answers.append({"id": library_id, "path": path, "refused": refusal.report})
                 continue
             for uid, node in library.nodes.items():
-                self.executor.nodes[(library_id, uid)] = node
-            answers.append({"id": library_id, "definitions": definitions})
+                # A uid two files of a group register: the first one serves
+                # (the server leaves the second's definition out too).
+                self.executor.nodes.setdefault(uid, node)
+            answers.append({"id": library_id, "path": path, "definitions": definitions})
         return answers
 
 

@@ -139,14 +139,16 @@ class Executor:
     def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop):
         self.channel = channel
         self.loop = loop
-        self.nodes: Dict[Any, Dict[str, Any]] = {}
+        self.nodes: Dict[str, Dict[str, Any]] = {}
         self.running: Dict[int, Execution] = {}
         self.idle = asyncio.Event()
         self.idle.set()
 
     def execute(self, message: Dict[str, Any]) -> None:
         execution = Execution(self.channel, message, self.loop)
-        node = self.nodes.get((message.get("library"), execution.uid))
+        # By uid: unique among this worker's libraries (`library` names the
+        # file for runtimes that want it).
+        node = self.nodes.get(execution.uid)
         if node is None:
             execution.finish({"outcome": "error", "message": f"Node definition not found: {execution.uid}"})
             return

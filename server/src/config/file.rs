@@ -165,6 +165,9 @@ pub(super) struct PythonSection {
     /// interpreter (parallelism the GIL does not allow in one): from 1 to
     /// [`defaults::MAX_PYTHON_WORKERS`]. Default [`defaults::PYTHON_WORKERS`].
     pub workers: Option<usize>,
+    /// Which `node.py` files share a worker process: `library`, `pack`
+    /// or `project`. Default `library`.
+    pub group: Option<crate::execution::PythonGroup>,
 }
 
 /// `[nodes.<uid>]`: settings of one node.

@@ -208,6 +208,8 @@ pub struct Python {
     pub interpreter: Option<PathBuf>,
     /// `[python] workers`: worker processes per Python library.
     pub workers: usize,
+    /// `[python] group`: which `node.py` files share a worker.
+    pub group: crate::execution::PythonGroup,
 }
 
 /// How log lines are written and filtered (traces: `OTEL_*`, read by

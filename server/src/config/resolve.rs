@@ -264,6 +264,11 @@ impl Python {
         }
         Ok(Self {
             workers,
+            group: parsed
+                .python
+                .as_ref()
+                .and_then(|python| python.group)
+                .unwrap_or_default(),
             project_root: absolute(base),
             // A bare name is looked up on PATH; a path is the file's.
             interpreter: interpreter.map(|path| {

@@ -15,6 +15,13 @@ pub fn is_python_library(path: &Path) -> bool {
     path.file_name().is_some_and(|name| name == PYTHON_LIBRARY)
 }
 
+/// Whether `path` is served by the Python workers: a `node.py`, or the
+/// folder of a group of them (`[python] group`; compiled libraries are
+/// always files).
+pub fn is_python_unit(path: &Path) -> bool {
+    is_python_library(path) || path.is_dir()
+}
+
 /// Routes each library to the backend for its language.
 pub struct Languages {
     pub native: Arc<dyn Backend>,
@@ -24,7 +31,7 @@ pub struct Languages {
 
 impl Backend for Languages {
     fn load(&self, path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
-        if !is_python_library(path) {
+        if !is_python_unit(path) {
             return self.native.load(path, bytes);
         }
         match &self.python {

@@ -29,12 +29,12 @@ mod worker;
 pub use admission::AdmissionLimits;
 pub use backend::{Backend, Loaded};
 pub use executor::Executor;
-pub use languages::{Languages, is_python_library};
+pub use languages::{Languages, PYTHON_LIBRARY, is_python_library};
 pub use pool::InProcess;
 #[cfg(unix)]
 pub use process::ProcessBackend;
 pub use run::{ExecutionRequest, HookOutcome, LibraryRuntime, Origin, Target};
-pub use settings::{ProcessSettings, PythonSettings};
+pub use settings::{ProcessSettings, PythonGroup, PythonSettings};
 pub use status::{ABORTED, Failure, Status, StatusSink, UpdateKind};
 #[cfg(unix)]
 pub use worker::run as run_worker;

@@ -69,3 +69,24 @@ pub struct PythonSettings {
     /// `[python] workers`: worker processes per library (0 counts as 1).
     pub workers: usize,
 }
+
+/// `[python] group`: which `node.py` files share one worker process (one
+/// interpreter), so that many nodes need not cost an interpreter each.
+/// The files of a group load, crash, restart and swap together; an edit of
+/// one reloads its group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PythonGroup {
+    /// One worker per `node.py`: isolates best, costs an interpreter each.
+    /// The default: a crash, a refusal and an edit concern one file, and
+    /// `/ui` shows each file's refusal on its own.
+    #[default]
+    Library,
+    /// One worker per node pack: the nearest folder (up to `nodes_path`)
+    /// holding a `.venv`, `requirements.txt` or `pyproject.toml`; files in
+    /// no such folder form one pack, `nodes_path` itself.
+    Pack,
+    /// One worker per interpreter: every file that runs on the same one
+    /// (a node folder with its own `.venv` runs apart), as the SDK does.
+    Project,
+}

@@ -18,7 +18,7 @@ use tokio::process::Command;
 
 use super::{exit::StartError, kind::WorkerKind, python_wire};
 use crate::execution::{
-    PythonSettings,
+    PYTHON_LIBRARY, PythonSettings,
     wire::{self, FromWorker, ToWorker},
 };
 
@@ -129,8 +129,9 @@ impl Python {
     }
 
     /// The interpreter for the library in `folder`, first match wins:
-    /// `[python] interpreter`, the library folder's `.venv`, the project's
-    /// `.venv`, `python3` on `PATH`. `Err` lists where it looked.
+    /// `[python] interpreter`, the nearest `.venv` from the library's
+    /// folder up to `nodes_path` (its node pack's), the project's `.venv`,
+    /// `python3` on `PATH`. `Err` lists where it looked.
     fn interpreter(&self, folder: &Path) -> Result<PathBuf, String> {
         let mut looked = Vec::new();
         if let Some(configured) = &self.settings.interpreter {
@@ -141,8 +142,11 @@ impl Python {
             // What the configuration names is what runs: no fallback.
             return Err(looked.join(", "));
         }
-        for venv in [folder, self.settings.project_root.as_path()] {
-            let candidate = venv.join(".venv/bin/python");
+        let pack = crate::python_groups::nearest(&self.nodes_root, &folder.join(PYTHON_LIBRARY), |dir| {
+            dir.join(crate::python_groups::VENV_PYTHON).is_file()
+        });
+        for venv in [pack.as_path(), self.settings.project_root.as_path()] {
+            let candidate = venv.join(crate::python_groups::VENV_PYTHON);
             if candidate.is_file() {
                 return Ok(candidate);
             }
@@ -167,11 +171,13 @@ impl WorkerKind for Python {
                 project.display()
             )));
         }
-        let folder = self
-            .nodes_root
-            .join(label)
-            .parent()
-            .map_or_else(|| self.nodes_root.clone(), Path::to_owned);
+        // A group's label is its folder; a library's, its node.py.
+        let library = self.nodes_root.join(label);
+        let folder = if library.is_dir() {
+            library
+        } else {
+            library.parent().map_or_else(|| self.nodes_root.clone(), Path::to_owned)
+        };
         let interpreter = self.interpreter(&folder).map_err(|looked| {
             if !self.told_missing.swap(true, Ordering::Relaxed) {
                 tracing::error!(looked_for = %looked, "no Python interpreter found: node.py libraries are not served");

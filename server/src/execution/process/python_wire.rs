@@ -12,12 +12,16 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::execution::wire::{self, ExecuteFrame, FromWorker, ToWorker};
+use crate::{
+    execution::wire::{self, ExecuteFrame, FromWorker, ToWorker},
+    python_groups::Manifest,
+};
 
 /// The protocol version this server speaks.
 pub(crate) const PROTOCOL: u32 = 1;
 
-/// The id of the one library each worker runs (no grouping yet).
+/// The id the `execute` frame names: the worker finds a node by its uid,
+/// which is unique among a worker's libraries (a group's members).
 const LIBRARY: u32 = 0;
 
 /// How long a worker asked to shut down may give its executions (the
@@ -33,7 +37,7 @@ enum Out<'a> {
     Hello {
         protocol: u32,
         project_root: &'a str,
-        libraries: [HelloLibrary<'a>; 1],
+        libraries: Vec<HelloLibrary<'a>>,
         max_frame: usize,
     },
     Execute {
@@ -139,6 +143,9 @@ struct Runtime {
 #[derive(Deserialize)]
 struct ReadyLibrary {
     id: u32,
+    /// The file, for a group's log lines (optional).
+    #[serde(default)]
+    path: Option<String>,
     #[serde(default)]
     definitions: Option<Box<RawValue>>,
     #[serde(default)]
@@ -157,17 +164,36 @@ struct Refused {
 }
 
 /// The `hello` that has the worker load the library at `path` (`source`,
-/// as read and trusted by the server).
+/// as read and trusted by the server), or for a group (`path` a folder,
+/// `source` its [`Manifest`]) every member, with ids 0, 1, ...
 pub(crate) fn hello(project_root: &Path, path: &str, source: &[u8]) -> Bytes {
-    let source = String::from_utf8_lossy(source);
+    let group = Path::new(path)
+        .is_dir()
+        .then(|| serde_json::from_slice::<Manifest>(source));
+    let single = String::from_utf8_lossy(source);
+    let libraries = match &group {
+        Some(Ok(manifest)) => manifest
+            .members
+            .iter()
+            .zip(0..)
+            .map(|(member, id)| HelloLibrary {
+                id,
+                path: &member.path,
+                source: &member.source,
+            })
+            .collect(),
+        // The reconciler wrote it; a folder without one loads nothing.
+        Some(Err(_)) => Vec::new(),
+        None => vec![HelloLibrary {
+            id: LIBRARY,
+            path,
+            source: &single,
+        }],
+    };
     to_frame(&Out::Hello {
         protocol: PROTOCOL,
         project_root: &project_root.to_string_lossy(),
-        libraries: [HelloLibrary {
-            id: LIBRARY,
-            path,
-            source: &source,
-        }],
+        libraries,
         max_frame: wire::MAX_FROM_WORKER,
     })
 }
@@ -315,30 +341,81 @@ fn parse<'a, T: Deserialize<'a>>(frame: &'a [u8], what: &str) -> Result<T, Strin
     serde_json::from_slice(frame).map_err(|err| format!("not {what} of the protocol: {err}"))
 }
 
-/// The `ready` of a worker running one library: its runtime (what the
-/// server shows as the library's ABI) and definitions, or why the library
-/// was refused: "<type>: <message> (<file>:<line>)".
+/// The `ready` of a worker: its runtime (what the server shows as the
+/// library's ABI) and definitions, or why the library was refused:
+/// "<type>: <message> (<file>:<line>)". A group's worker answers for each
+/// member, in the order given: the library serves the members that loaded
+/// (their definitions in that order; a uid already served by an earlier
+/// member is left out, with a warning) and is refused only if none did.
+/// A member refused is logged with its reason.
 fn loaded(runtime: &Runtime, libraries: Vec<ReadyLibrary>) -> Result<Result<(String, String), String>, String> {
-    let [library] = <[ReadyLibrary; 1]>::try_from(libraries)
-        .map_err(|libraries| format!("`ready` lists {} libraries for 1", libraries.len()))?;
-    if library.id != LIBRARY {
-        return Err(format!("`ready` names library {}, which it was not given", library.id));
+    if libraries.is_empty() {
+        return Err("`ready` lists no library".to_owned());
+    }
+    for (library, expected) in libraries.iter().zip(0u32..) {
+        if library.id != expected {
+            return Err(format!(
+                "`ready` names library {} where {expected} was expected",
+                library.id
+            ));
+        }
     }
     let runtime = format!("{} {}", runtime.name, runtime.version);
-    Ok(match (library.definitions, library.refused) {
-        (Some(definitions), None) => Ok((runtime, definitions.get().to_owned())),
-        (None, Some(refused)) => {
-            if !refused.traceback.is_empty() {
-                tracing::debug!(traceback = %refused.traceback, "the library's refusal");
+    let group = libraries.len() > 1;
+    let mut served: Vec<Box<RawValue>> = Vec::new();
+    let mut uids = std::collections::HashSet::new();
+    let mut refusals = Vec::new();
+    for library in libraries {
+        match (library.definitions, library.refused) {
+            (Some(definitions), None) => {
+                let definitions: Vec<Box<RawValue>> = serde_json::from_str(definitions.get())
+                    .map_err(|err| format!("`definitions` is not a list: {err}"))?;
+                for definition in definitions {
+                    #[derive(Deserialize)]
+                    struct Uid {
+                        #[serde(default)]
+                        uid: Option<String>,
+                    }
+                    let uid = serde_json::from_str::<Uid>(definition.get()).ok().and_then(|u| u.uid);
+                    if let Some(uid) = &uid
+                        && !uids.insert(uid.clone())
+                    {
+                        tracing::warn!(
+                            library = library.path.as_deref().unwrap_or(""),
+                            uid,
+                            "a node `{uid}` is already served by an earlier file of this group; this one is left out"
+                        );
+                        continue;
+                    }
+                    served.push(definition);
+                }
             }
-            let at = match refused.line {
-                Some(line) => format!("{}:{line}", refused.file),
-                None => refused.file,
-            };
-            Err(format!("{}: {} ({at})", refused.kind, refused.message))
+            (None, Some(refused)) => {
+                if !refused.traceback.is_empty() {
+                    tracing::debug!(traceback = %refused.traceback, "the library's refusal");
+                }
+                let at = match refused.line {
+                    Some(line) => format!("{}:{line}", refused.file),
+                    None => refused.file,
+                };
+                let reason = format!("{}: {} ({at})", refused.kind, refused.message);
+                if group {
+                    tracing::warn!(
+                        library = library.path.as_deref().unwrap_or(""),
+                        "refused {}: {reason}; the rest of its group serves",
+                        library.path.as_deref().unwrap_or("a member")
+                    );
+                }
+                refusals.push(reason);
+            }
+            _ => return Err("a `ready` library needs either `definitions` or `refused`".to_owned()),
         }
-        _ => return Err("a `ready` library needs either `definitions` or `refused`".to_owned()),
-    })
+    }
+    if served.is_empty() && !refusals.is_empty() {
+        return Ok(Err(refusals.join("; ")));
+    }
+    let definitions = serde_json::to_string(&served).map_err(|err| err.to_string())?;
+    Ok(Ok((runtime, definitions)))
 }
 
 #[cfg(test)]

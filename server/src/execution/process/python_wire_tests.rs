@@ -91,9 +91,25 @@ fn ready_maps_to_loaded_definitions_or_a_refusal() {
         panic!("{refused:?}")
     };
     assert_eq!(reason, "SyntaxError: expected ':' (/p/nodes/bad/node.py:5)");
-    let two = json!({"type": "ready", "protocol": 1, "runtime": runtime,
-        "libraries": [{"id": 0, "definitions": []}, {"id": 1, "definitions": []}]});
-    assert!(decode(&frame(two)).is_err());
+    // A group: the members that loaded serve, in order; a uid an earlier
+    // member serves is left out; a refused member leaves the rest serving.
+    let group = decode(&frame(json!({"type": "ready", "protocol": 1, "runtime": runtime,
+        "libraries": [
+            {"id": 0, "path": "/p/nodes/a/node.py", "definitions": [{"uid": "a"}]},
+            {"id": 1, "path": "/p/nodes/bad/node.py", "refused": {"stage": "import", "type": "SyntaxError",
+                "message": "expected ':'", "file": "/p/nodes/bad/node.py", "line": 5}},
+            {"id": 2, "path": "/p/nodes/b/node.py", "definitions": [{"uid": "b"}, {"uid": "a"}]}]})))
+    .unwrap();
+    let FromWorker::Loaded(Ok((_, definitions))) = group else {
+        panic!("{group:?}")
+    };
+    assert_eq!(definitions, r#"[{"uid":"a"},{"uid":"b"}]"#);
+    // Ids out of the order given, or none at all, are violations.
+    let shuffled = json!({"type": "ready", "protocol": 1, "runtime": runtime,
+        "libraries": [{"id": 1, "definitions": []}, {"id": 0, "definitions": []}]});
+    assert!(decode(&frame(shuffled)).is_err());
+    let none = json!({"type": "ready", "protocol": 1, "runtime": runtime, "libraries": []});
+    assert!(decode(&frame(none)).is_err());
 }
 
 #[test]
