@@ -122,6 +122,9 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--edits", type=int, default=5)
     args = parser.parse_args()
+    stamp = subprocess.run(["bash", "-c", "source bench/stamp.sh && commit_stamp"], cwd=os.path.join(HERE, ".."),
+                           capture_output=True, text=True).stdout.strip()
+    print(stamp)
     print(f"{args.nodes} node.py files, each run once; RSS and PSS of the server and its workers together; "
           f"{os.cpu_count()} cores", flush=True)
     results = {}

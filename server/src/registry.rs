@@ -26,7 +26,7 @@ pub struct Library {
     /// The file under `nodes_path` it was loaded from.
     pub path: PathBuf,
     /// The nano-plugin-abi version it was built against; for a Python
-    /// library, the interpreter that runs it ("python 3.11.7").
+    /// library, the interpreter that runs it ("python 3.11.7 (/usr/bin/python3)").
     pub abi_version: String,
     /// Its nodes, in the order the library lists them.
     pub nodes: Vec<NodeInfo>,

@@ -22,7 +22,7 @@ pub(crate) struct LibraryEntry {
     /// Its file, relative to `nodes_path`.
     path: String,
     /// The nano-plugin-abi version it was built against; for a Python
-    /// library, the interpreter that runs it ("python 3.11.7").
+    /// library, the interpreter that runs it ("python 3.11.7 (/usr/bin/python3)").
     abi_version: String,
     /// The uids it serves.
     nodes: Vec<String>,

@@ -432,3 +432,27 @@ fn python_workers_default_to_one_and_zero_or_too_many_are_refused() {
         assert!(err.contains("python.workers") && err.contains("from 1 to 64"), "{err}");
     }
 }
+
+#[test]
+fn python_group_defaults_to_library_and_an_unknown_mode_is_refused() {
+    use crate::execution::PythonGroup;
+    let config = |text: &str| {
+        Config::from_toml(
+            &format!("server_uid = \"s\"\n{text}"),
+            Path::new("/srv/p/config.toml"),
+            |_| None,
+            &Overrides::default(),
+        )
+    };
+    assert_eq!(config("").unwrap().python.group, PythonGroup::Library);
+    assert_eq!(
+        config("[python]\ngroup = \"project\"").unwrap().python.group,
+        PythonGroup::Project
+    );
+    assert_eq!(
+        config("[python]\ngroup = \"pack\"").unwrap().python.group,
+        PythonGroup::Pack
+    );
+    let err = config("[python]\ngroup = \"everything\"").unwrap_err().to_string();
+    assert!(err.contains("group") && err.contains("library"), "{err}");
+}

@@ -16,7 +16,7 @@ pub trait Backend: Send + Sync {
 /// A library version loaded by a [`Backend`].
 pub struct Loaded {
     /// The nano-plugin-abi version it was built against; for a Python
-    /// library, the interpreter that runs it ("python 3.11.7").
+    /// library, the interpreter that runs it ("python 3.11.7 (/usr/bin/python3)").
     pub abi_version: String,
     /// Its nodes, in the order the library lists them.
     pub nodes: Vec<NodeInfo>,

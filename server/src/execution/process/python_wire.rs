@@ -138,6 +138,9 @@ enum Outcome {
 struct Runtime {
     name: String,
     version: String,
+    /// The interpreter's path, shown beside its version.
+    #[serde(default)]
+    executable: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -360,7 +363,10 @@ fn loaded(runtime: &Runtime, libraries: Vec<ReadyLibrary>) -> Result<Result<(Str
             ));
         }
     }
-    let runtime = format!("{} {}", runtime.name, runtime.version);
+    let runtime = match &runtime.executable {
+        Some(executable) => format!("{} {} ({executable})", runtime.name, runtime.version),
+        None => format!("{} {}", runtime.name, runtime.version),
+    };
     let group = libraries.len() > 1;
     let mut served: Vec<Box<RawValue>> = Vec::new();
     let mut uids = std::collections::HashSet::new();

@@ -81,7 +81,7 @@ fn ready_maps_to_loaded_definitions_or_a_refusal() {
     };
     assert_eq!(
         (abi.as_str(), definitions.as_str()),
-        ("python 3.11.7", r#"[{"uid":"a"}]"#)
+        ("python 3.11.7 (/usr/bin/python3)", r#"[{"uid":"a"}]"#)
     );
     let refused = decode(&frame(json!({"type": "ready", "protocol": 1, "runtime": runtime,
         "libraries": [{"id": 0, "refused": {"stage": "import", "type": "SyntaxError",
