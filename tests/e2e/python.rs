@@ -324,9 +324,20 @@ async fn python_nodes_reach_nanocore_through_the_servers_host_services() {
         std::fs::read(crate::support::workspace_root().join("tests/python/edge/nodes/assets/node.py")).unwrap();
     let env = "def execute(ctx):
     return {name: [os.environ.get(name)] for name in ('NANOCORE_TOKEN', 'NANO_SERVER_TOKEN', 'PYTHONUNBUFFERED')}";
+    // Host calls outside any execution: in `init`, before the worker is
+    // ready, answered for the library's worker.
+    let at_init = "from nanograph_sdk import upload_asset, asset_exists
+FROM_INIT = {}
+async def init(node):
+    uploaded = await upload_asset(b'made in init', {'type': 'text'})
+    FROM_INIT['hash'] = uploaded['hash']
+    FROM_INIT['exists'] = await asset_exists(uploaded['hash'])
+async def execute(ctx):
+    return {'hash': [FROM_INIT['hash']], 'exists': [FROM_INIT['exists']]}";
     let nodes = NodesDir::examples()
         .with_file("py/assets/node.py", &source)
-        .with_file("py/env/node.py", node_py("py-env", "1.0.0", env).as_bytes());
+        .with_file("py/env/node.py", node_py("py-env", "1.0.0", env).as_bytes())
+        .with_file("py/init/node.py", node_py("py-init", "1.0.0", at_init).as_bytes());
     let server = Server::builder(&nodes)
         .env("NANOCORE_HTTP_ENDPOINT", &nanocore.url())
         .env("NANOCORE_TOKEN", token)
@@ -363,6 +374,14 @@ async fn python_nodes_reach_nanocore_through_the_servers_host_services() {
     );
     let calls = nanocore.wait_resource_calls(2, std::time::Duration::from_secs(10));
     assert_eq!(calls.len(), 2, "{calls:?}");
+
+    let from_init = client.execute("py-init", json!({}), json!({})).await;
+    let outputs = &final_status(&from_init)["outputs"];
+    assert_eq!(outputs["exists"], json!([true]), "{from_init:?}");
+    let stored = nanocore
+        .get(outputs["hash"][0].as_str().unwrap())
+        .expect("uploaded from init");
+    assert_eq!(&stored.bytes[..], b"made in init");
 }
 
 #[tokio::test]

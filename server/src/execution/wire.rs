@@ -125,20 +125,6 @@ pub(crate) enum FromWorker {
 /// server's execution ids never reach it.
 pub(crate) const NO_EXECUTION: u64 = u64::MAX;
 
-/// The answer to host call `call` made outside any execution: this server
-/// answers only calls made for an execution.
-pub(crate) fn outside_execution(call: u64) -> ToWorker {
-    use nano_plugin_abi::host_wire::{ErrorKind, Failure};
-    ToWorker::HostReply {
-        call,
-        outcome: Err(Failure::new(
-            ErrorKind::Unsupported,
-            "host services are only available during an execution (not at import or in init)",
-        )
-        .to_json()),
-    }
-}
-
 /// The codec for one direction, refusing frames over `max` bytes.
 pub(crate) fn codec(max: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(max).new_codec()

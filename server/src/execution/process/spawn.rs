@@ -175,15 +175,20 @@ impl Handshake<'_> {
 
     /// The answer to the load. A host call made while loading (a
     /// library's `init` fetching an asset) belongs to no execution: it is
-    /// answered as unsupported.
+    /// answered for the worker's library version, while the load waits.
     async fn loaded(&mut self) -> Result<Option<(String, String)>, StartError> {
         loop {
             return match self.expect("report its definitions").await? {
                 None => Ok(None),
                 Some(FromWorker::Loaded(Ok(loaded))) => Ok(Some(loaded)),
                 Some(FromWorker::Loaded(Err(reason))) => Err(StartError::Refused(reason)),
-                Some(FromWorker::HostCall { id, call, .. }) if id == wire::NO_EXECUTION => {
-                    self.worker.send(wire::outside_execution(call));
+                Some(FromWorker::HostCall {
+                    id,
+                    call,
+                    request,
+                    body,
+                }) if id == wire::NO_EXECUTION => {
+                    self.worker.host_call_outside_execution(call, request, body);
                     continue;
                 }
                 Some(other) => Err(StartError::Protocol(format!(

@@ -138,6 +138,30 @@ impl Worker {
     }
 
     /// Sends a message; lost if the worker is gone (its supervisor tells).
+    /// A host call that belongs to no execution (made at import, in
+    /// `init`, or by a background task): answered for this worker's
+    /// library version. What it opens (a download, an upload) lasts until
+    /// it is finished or the worker ends; what it allocates is freed, if
+    /// the library does not, when the worker ends.
+    pub(crate) fn host_call_outside_execution(&self, call: u64, request: String, body: ByteBuf) {
+        let owner = Owner {
+            version: self.version,
+            label: Arc::clone(&self.context.label),
+            execution: wire::NO_EXECUTION,
+        };
+        let to_worker = self.to_worker.clone();
+        let services = Arc::clone(&self.context.services);
+        self.context.runtime.spawn(async move {
+            let outcome = services
+                .call(&owner, &request, Bytes::from(body.into_vec()), || false)
+                .await;
+            let _ = to_worker.send(ToWorker::HostReply {
+                call,
+                outcome: outcome.map(|(json, bytes)| (json, ByteBuf::from(Vec::from(bytes)))),
+            });
+        });
+    }
+
     pub(crate) fn send(&self, message: ToWorker) {
         let _ = self.to_worker.send(message);
     }
@@ -424,7 +448,7 @@ impl Worker {
                 body,
             } => {
                 if id == wire::NO_EXECUTION {
-                    let _ = self.to_worker.send(wire::outside_execution(call));
+                    self.host_call_outside_execution(call, request, body);
                     return Ok(());
                 }
                 let execution = self.running(id, "a host call")?;
