@@ -623,3 +623,72 @@ async fn a_stalled_worker_is_replaced_and_each_of_its_executions_ends_with_one_5
         .await;
     assert_eq!(restarts, 1.0);
 }
+
+/// Issue 23: a node whose runs are short runs on the thread that reads
+/// the worker's channel (no hand-over to a pool thread, the cost of a
+/// trivial execution). If such a node then blocks, reading moves to a new
+/// thread: the worker keeps answering its heartbeat and runs other
+/// executions meanwhile, and that node goes back to the pool.
+#[tokio::test]
+async fn a_short_node_runs_on_the_reading_thread_and_one_that_then_blocks_does_not_stall_its_worker() {
+    let thread = |statuses: &[Value]| {
+        let done = final_status(statuses);
+        assert_eq!(done["type"], "complete", "{statuses:?}");
+        let thread = &done["outputs"]["thread"];
+        thread
+            .as_str()
+            .or_else(|| thread[0].as_str())
+            .unwrap_or_else(|| panic!("no thread: {done:?}"))
+            .to_owned()
+    };
+    // Whether a run goes inline follows its node's measured run time, which
+    // a loaded machine can stretch (a debug build, tests in parallel): an
+    // attempt whose long run was not inline starts again, on a new server.
+    for _attempt in 0..3 {
+        let server = Server::builder(&NodesDir::examples_and_test_plugin())
+            .config("worker_heartbeat_ms = 400")
+            .start();
+        let mut client = Client::connect(&server).await;
+        // The first run is on the pool (its threads are `node-worker-N`),
+        // which measures it; once its average run is short, it runs on the
+        // reading thread.
+        let first = thread(&client.execute("test-stubborn", json!({}), json!({"ms": 0})).await);
+        assert!(first.starts_with("node-worker"), "{first}");
+        let mut reader = first;
+        for _ in 0..200 {
+            reader = thread(&client.execute("test-stubborn", json!({}), json!({"ms": 0})).await);
+            if !reader.starts_with("node-worker") {
+                break;
+            }
+        }
+        assert!(!reader.starts_with("node-worker"), "never ran inline: {reader}");
+
+        // Now it blocks for 10 heartbeats: another execution of the same
+        // worker still runs, and nothing is taken for stalled.
+        let mut blocked = Client::connect(&server).await;
+        blocked
+            .send(&request(
+                "long",
+                json!(1),
+                "test-stubborn",
+                json!({}),
+                json!({"ms": 4000}),
+            ))
+            .await;
+        while blocked.next_status("long", &json!(1)).await["message"] != "working, not listening" {}
+        let echo = client.execute("test-echo", json!({"text": ["hi"]}), json!({})).await;
+        assert_eq!(final_status(&echo)["type"], "complete", "{echo:?}");
+        let long = thread(&blocked.statuses_until_final("long", &json!(1)).await);
+        assert!(!server.logs().contains("stalled"), "{}", server.logs());
+        if long != reader {
+            eprintln!("the long run went to the pool ({long}); again");
+            continue;
+        }
+        // It blocked the reading thread and reading moved on; the node went
+        // back to the pool.
+        let after = thread(&client.execute("test-stubborn", json!({}), json!({"ms": 0})).await);
+        assert!(after.starts_with("node-worker"), "{after}");
+        return;
+    }
+    panic!("in 3 attempts the long run never ran on the reading thread");
+}

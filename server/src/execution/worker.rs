@@ -18,6 +18,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use abi_stable::std_types::{RResult, RSlice, RStr, RString};
@@ -181,12 +182,12 @@ fn run_worker_loop(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
     let loaded = loader.load_bytes(std::path::Path::new(&path), &bytes);
     drop(loader);
     drop(bytes);
-    let module = match loaded {
+    let (module, node_count) = match loaded {
         Ok(loaded) => {
             let definitions: Vec<&serde_json::Value> = loaded.nodes.iter().map(|n| &n.definition).collect();
             let json = serde_json::to_string(&definitions)?;
             channel.send(&FromWorker::Loaded(Ok((loaded.abi_version, json))));
-            loaded.module
+            (loaded.module, loaded.nodes.len())
         }
         Err(err) => {
             channel.send(&FromWorker::Loaded(Err(err.to_string())));
@@ -197,56 +198,200 @@ fn run_worker_loop(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
     // One thread to start with: a second one is added as soon as a node
     // makes the others wait (see `pool`), and a thread per core would wake
     // and sleep in turn for trivial nodes, each time a context switch.
-    let pool = Pool::start_with(1, threads);
-    let running: Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>> = Arc::default();
-    let calls = Arc::new(Calls::default());
+    let shared = Arc::new(Shared {
+        channel,
+        module,
+        pool: Pool::start_with(1, threads),
+        running: Mutex::default(),
+        calls: Arc::new(Calls::default()),
+        incoming: Mutex::new(incoming),
+        generation: AtomicU64::new(0),
+        inline: Inline::new(node_count),
+    });
+    let watch = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("inline-watch".to_owned())
+        .spawn(move || watch.watch_inline_runs())?;
+    read_frames(&shared, 0)?;
+    // Reading moved to another thread (a node ran long here): this one is
+    // done; the process ends when the server says so.
     loop {
-        match incoming.next()? {
-            Some(ToWorker::Execute(frame)) => {
-                let aborted = Arc::new(AtomicBool::new(false));
-                lock(&running).insert(frame.id, Arc::clone(&aborted));
-                let (channel, running, calls) = (Arc::clone(&channel), Arc::clone(&running), Arc::clone(&calls));
-                let work = pool::Work::Other(Box::new(move || {
-                    let id = frame.id;
-                    let host = WorkerHost {
-                        id,
-                        aborted,
-                        channel,
-                        calls,
-                    };
-                    let outcome = run_node(module, frame, &host);
-                    lock(&running).remove(&id);
-                    host.channel.send(&FromWorker::Done {
-                        id,
-                        outcome,
-                        message: None,
-                    });
-                }));
-                if pool.submit(work).is_err() {
-                    anyhow::bail!("no thread to run a node");
-                }
+        std::thread::park();
+    }
+}
+
+/// What the threads of a worker share.
+struct Shared {
+    channel: Arc<Channel>,
+    module: PluginModuleRef,
+    pool: Arc<Pool>,
+    running: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    calls: Arc<Calls>,
+    /// The channel's reading end: held only while reading, by the thread
+    /// whose `generation` is current.
+    incoming: Mutex<Incoming>,
+    /// Which reading thread is current: bumped when an inline run keeps
+    /// the current one too long, and a new thread takes over reading.
+    generation: AtomicU64,
+    inline: Inline,
+}
+
+/// Short nodes run on the thread that read their frame: handing each to a
+/// pool thread cost a wake-up (a context switch) per execution, more than
+/// a trivial node's whole run. A node runs inline once its runs take less
+/// than [`INLINE_BELOW`] on average (its first run is on the pool, which
+/// measures it). Reading stops while a node runs inline, so an inline run
+/// that lasts longer than [`INLINE_LIMIT`] moves reading to a new thread
+/// (pings and aborts are answered again at once) and sends that node back
+/// to the pool.
+struct Inline {
+    /// Per node: the moving average of its run time in ns (`u64::MAX`:
+    /// never measured, or sent back to the pool).
+    average_ns: Vec<AtomicU64>,
+    /// When the current inline run began (ns since `epoch`, 0: none), and
+    /// of which node.
+    since_ns: AtomicU64,
+    node: AtomicU64,
+    /// Inline runs begun so far (the watcher naps longer when none do).
+    begun: AtomicU64,
+    epoch: std::time::Instant,
+}
+
+/// A node whose runs average less than this runs on the reading thread.
+const INLINE_BELOW: Duration = Duration::from_micros(100);
+/// An inline run longer than this hands reading to a new thread.
+const INLINE_LIMIT: Duration = Duration::from_millis(20);
+/// The watcher's longest nap while no node runs inline: an inline run that
+/// blocks is seen within this plus [`INLINE_LIMIT`].
+const INLINE_IDLE_NAP: Duration = Duration::from_millis(500);
+
+impl Inline {
+    fn new(nodes: usize) -> Self {
+        Self {
+            average_ns: (0..nodes).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            since_ns: AtomicU64::new(0),
+            node: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    fn runs_inline(&self, node: usize) -> bool {
+        self.average_ns
+            .get(node)
+            .is_some_and(|average| average.load(Ordering::Relaxed) < INLINE_BELOW.as_nanos() as u64)
+    }
+
+    /// Folds one run's duration into the node's average (1/8 weight).
+    fn record(&self, node: usize, took: Duration) {
+        let Some(average) = self.average_ns.get(node) else {
+            return;
+        };
+        let took = took.as_nanos().min(u64::MAX as u128 / 2) as u64;
+        let old = average.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            took
+        } else {
+            old - old / 8 + took / 8
+        };
+        average.store(new, Ordering::Relaxed);
+    }
+
+    fn now_ns(&self) -> u64 {
+        (self.epoch.elapsed().as_nanos() as u64).max(1)
+    }
+}
+
+impl Shared {
+    /// Sends `node` back to the pool for good.
+    fn demote(&self, node: usize) {
+        if let Some(average) = self.inline.average_ns.get(node) {
+            average.store(u64::MAX, Ordering::Relaxed);
+        }
+    }
+
+    /// Watches inline runs: one that lasts past [`INLINE_LIMIT`] gets its
+    /// node sent back to the pool and reading moved to a new thread.
+    fn watch_inline_runs(self: Arc<Self>) {
+        let mut nap = INLINE_LIMIT / 2;
+        let mut seen = self.inline.begun.load(Ordering::Relaxed);
+        loop {
+            std::thread::sleep(nap);
+            let begun = self.inline.begun.load(Ordering::Relaxed);
+            let since = self.inline.since_ns.load(Ordering::Acquire);
+            nap = if begun == seen && since == 0 {
+                (nap * 2).min(INLINE_IDLE_NAP)
+            } else {
+                INLINE_LIMIT / 2
+            };
+            seen = begun;
+            if since == 0 || self.inline.now_ns().saturating_sub(since) < INLINE_LIMIT.as_nanos() as u64 {
+                continue;
             }
-            // Answered here, on the thread that reads the channel and never
-            // runs a node: a busy worker is never taken for a stalled one.
-            Some(ToWorker::Ping { seq }) => channel.send(&FromWorker::Pong { seq }),
+            // Still the same run (it did not end and another begin)?
+            if self
+                .inline
+                .since_ns
+                .compare_exchange(since, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            self.demote(self.inline.node.load(Ordering::Relaxed) as usize);
+            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            let shared = Arc::clone(&self);
+            let spawned = std::thread::Builder::new()
+                .name("channel-reader".to_owned())
+                .spawn(move || {
+                    if let Err(err) = read_frames(&shared, generation) {
+                        eprintln!("nano-server worker: {err:#}");
+                        std::process::exit(1);
+                    }
+                });
+            if spawned.is_err() {
+                eprintln!("nano-server worker: no thread to read the channel");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+/// Reads and handles frames for as long as `generation` is the current
+/// reader; returns when another thread took over reading.
+fn read_frames(shared: &Arc<Shared>, generation: u64) -> anyhow::Result<()> {
+    loop {
+        let message = {
+            let mut incoming = lock(&shared.incoming);
+            if shared.generation.load(Ordering::Acquire) != generation {
+                return Ok(());
+            }
+            incoming.next()?
+        };
+        match message {
+            Some(ToWorker::Execute(frame)) => execute(shared, frame)?,
+            // Answered here, on the thread that reads the channel; a node
+            // that runs here long hands reading to another thread, so a
+            // busy worker is never taken for a stalled one.
+            Some(ToWorker::Ping { seq }) => shared.channel.send(&FromWorker::Pong { seq }),
             Some(ToWorker::Abort { id }) => {
-                if let Some(flag) = lock(&running).get(&id) {
+                if let Some(flag) = lock(&shared.running).get(&id) {
                     flag.store(true, Ordering::SeqCst);
                 }
             }
             Some(ToWorker::HostReply { call, outcome }) => {
-                if let Some(waiting) = lock(&calls.waiting).remove(&call) {
+                if let Some(waiting) = lock(&shared.calls.waiting).remove(&call) {
                     let _ = waiting.send(outcome.map(|(json, bytes)| (json, bytes.into_vec())));
                 }
             }
             Some(ToWorker::Shutdown) => {
-                let hook = module
+                let hook = shared
+                    .module
                     .shutdown()
                     .map(|hook| hook().into_result().map_err(|e| e.into_string()));
                 // Written before `send` returns (or by a node's thread that
                 // is writing now, which it waits for below).
-                channel.send(&FromWorker::ShutdownDone { hook });
-                while lock(&channel.out).writing {
+                shared.channel.send(&FromWorker::ShutdownDone { hook });
+                while lock(&shared.channel.out).writing {
                     std::thread::yield_now();
                 }
                 // Nodes still running (ignoring their abort) end with the process.
@@ -257,6 +402,55 @@ fn run_worker_loop(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
             None => std::process::exit(0),
         }
     }
+}
+
+/// Runs one execution: here, if its node is short, else on the pool.
+fn execute(shared: &Arc<Shared>, frame: ExecuteFrame) -> anyhow::Result<()> {
+    let aborted = Arc::new(AtomicBool::new(false));
+    lock(&shared.running).insert(frame.id, Arc::clone(&aborted));
+    let node = frame.node_index as usize;
+    if shared.inline.runs_inline(node) {
+        shared.inline.node.store(node as u64, Ordering::Relaxed);
+        shared.inline.begun.fetch_add(1, Ordering::Relaxed);
+        shared.inline.since_ns.store(shared.inline.now_ns(), Ordering::Release);
+        let took = run_and_answer(shared, frame, aborted);
+        // Zero it unless the watcher did (then this node was sent back).
+        if shared.inline.since_ns.swap(0, Ordering::AcqRel) != 0 {
+            shared.inline.record(node, took);
+        }
+        return Ok(());
+    }
+    let for_pool = Arc::clone(shared);
+    let work = pool::Work::Other(Box::new(move || {
+        let took = run_and_answer(&for_pool, frame, aborted);
+        for_pool.inline.record(node, took);
+    }));
+    if shared.pool.submit(work).is_err() {
+        anyhow::bail!("no thread to run a node");
+    }
+    Ok(())
+}
+
+/// Runs the node of `frame` on this thread and sends its result; how long
+/// the node ran.
+fn run_and_answer(shared: &Shared, frame: ExecuteFrame, aborted: Arc<AtomicBool>) -> Duration {
+    let id = frame.id;
+    let host = WorkerHost {
+        id,
+        aborted,
+        channel: Arc::clone(&shared.channel),
+        calls: Arc::clone(&shared.calls),
+    };
+    let started = std::time::Instant::now();
+    let outcome = run_node(shared.module, frame, &host);
+    let took = started.elapsed();
+    lock(&shared.running).remove(&id);
+    host.channel.send(&FromWorker::Done {
+        id,
+        outcome,
+        message: None,
+    });
+    took
 }
 
 /// Runs one node on this pool thread until it returns.

@@ -54,7 +54,9 @@ impl Node for Echo {
     }
 }
 
-/// Ignores the abort flag: works for `ms` milliseconds, then succeeds.
+/// Ignores the abort flag: works for `ms` milliseconds, then succeeds,
+/// saying which thread of its process ran it (Linux); with `ms` 0 it
+/// returns at once, without a status.
 pub struct Stubborn;
 
 impl Node for Stubborn {
@@ -66,10 +68,21 @@ impl Node for Stubborn {
 
     fn execute(&self, ctx: &Context) -> NodeResult {
         let ms: u64 = ctx.param("ms")?;
-        ctx.running("working, not listening");
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        ctx.running("still working");
-        Ok(Outputs::new().with("result", "finished anyway"))
+        // With `ms` 0 it returns at once, saying nothing: a trivial node.
+        if ms > 0 {
+            ctx.running("working, not listening");
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            ctx.running("still working");
+        }
+        // The OS's name of the thread (this library's own std does not know
+        // the names its host gave its threads), read once per thread.
+        thread_local! {
+            static NAME: String = std::fs::read_to_string("/proc/thread-self/comm")
+                .map(|name| name.trim().to_owned())
+                .unwrap_or_default();
+        }
+        let thread = NAME.with(Clone::clone);
+        Ok(Outputs::new().with("result", "finished anyway").with("thread", thread))
     }
 }
 
