@@ -61,6 +61,19 @@ impl Drop for Telemetry {
     }
 }
 
+/// Whether spans are exported (OpenTelemetry is configured and set up).
+static TRACES_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether an execution's span should carry the fields it gets at its end
+/// (`outcome`, `queue_wait_ms`, `duration_ms`): when spans are exported, or
+/// when debug lines (which show them) are logged. Otherwise nobody reads
+/// them, and the log layer would still format each one, a few percent of
+/// the server's CPU per execution.
+pub fn span_details_wanted() -> bool {
+    TRACES_ON.load(std::sync::atomic::Ordering::Relaxed)
+        || tracing::enabled!(target: "nano_server::execution", tracing::Level::DEBUG)
+}
+
 /// Installs the global subscriber: logs in `format` filtered by `filter`,
 /// and traces when configured, exported on `runtime`.
 pub fn init(format: LogFormat, filter: EnvFilter, runtime: tokio::runtime::Handle) -> Telemetry {
@@ -89,6 +102,7 @@ pub fn init(format: LogFormat, filter: EnvFilter, runtime: tokio::runtime::Handl
         otel_layer(provider.tracer("nano-server"))
             .with_filter(Targets::new().with_target("nano_server", tracing::Level::INFO))
     });
+    TRACES_ON.store(traces.is_some(), std::sync::atomic::Ordering::Relaxed);
     tracing_subscriber::registry().with(logs).with(traces).init();
     if let Some(err) = setup_error {
         tracing::warn!("OpenTelemetry traces are off: {err}");

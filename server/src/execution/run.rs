@@ -284,10 +284,12 @@ impl Execution {
             return None;
         }
         self.forward(Status::Running);
-        self.span.record(
-            "queue_wait_ms",
-            started.duration_since(self.queued_at).as_secs_f64() * 1e3,
-        );
+        if crate::telemetry::span_details_wanted() {
+            self.span.record(
+                "queue_wait_ms",
+                started.duration_since(self.queued_at).as_secs_f64() * 1e3,
+            );
+        }
         let timer = self
             .admitter
             .time_limit()
@@ -354,14 +356,16 @@ impl Execution {
         let node_metrics = self.metrics.get_or_init(|| metrics::NodeMetrics::new(&self.uid));
         let duration = started.elapsed().as_secs_f64();
         node_metrics.duration.record(duration);
-        self.span.record("duration_ms", duration * 1e3);
-        self.span.record(
-            "outcome",
-            match &status {
-                Status::Error(failure, _) => failure.label(),
-                _ => "complete",
-            },
-        );
+        if crate::telemetry::span_details_wanted() {
+            self.span.record("duration_ms", duration * 1e3);
+            self.span.record(
+                "outcome",
+                match &status {
+                    Status::Error(failure, _) => failure.label(),
+                    _ => "complete",
+                },
+            );
+        }
         self.count(&status);
         self.finish(status);
         self.admitter.release(self.id, &self.uid);
