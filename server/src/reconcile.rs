@@ -54,6 +54,9 @@ pub struct Reconciler {
     python_group: PythonGroup,
     configured_interpreter: bool,
     seen: HashMap<PathBuf, Seen>,
+    /// The members of each served group that its worker refused (shown
+    /// as refused files until the group loads again, or goes).
+    refused_members: HashMap<PathBuf, Vec<PathBuf>>,
 }
 
 impl Reconciler {
@@ -66,6 +69,7 @@ impl Reconciler {
             python_group: PythonGroup::Library,
             configured_interpreter: false,
             seen: HashMap::new(),
+            refused_members: HashMap::new(),
         }
     }
 
@@ -114,6 +118,9 @@ impl Reconciler {
         for path in &report.removed {
             self.seen.remove(path);
             self.registry.forget_refusal(path);
+            for member in self.refused_members.remove(path).unwrap_or_default() {
+                self.registry.forget_refusal(&member);
+            }
         }
         // Removed files that never served anything change nothing.
         report.removed.retain(|path| self.registry.library(path).is_some());
@@ -231,6 +238,14 @@ impl Reconciler {
         let started = Instant::now();
         let result = trusted
             .and_then(|()| span.in_scope(|| self.backend.load(path, &bytes)))
+            .inspect(|loaded| {
+                self.note_refused_members(path, &loaded.refused_members);
+                for (member, reason) in &loaded.refused_members {
+                    report
+                        .refused
+                        .push((member.clone(), LoadError::InWorker(reason.clone())));
+                }
+            })
             .map(|loaded| Library {
                 path: path.to_owned(),
                 abi_version: loaded.abi_version,
@@ -264,6 +279,26 @@ impl Reconciler {
 }
 
 impl Reconciler {
+    /// A group loaded: its members refused this time are shown as refused
+    /// files (the rest of the group serves); those refused last time and
+    /// not now are not.
+    fn note_refused_members(&mut self, group: &Path, refused: &[(PathBuf, String)]) {
+        for member in self.refused_members.remove(group).unwrap_or_default() {
+            self.registry.forget_refusal(&member);
+        }
+        if refused.is_empty() {
+            return;
+        }
+        for (member, reason) in refused {
+            self.registry
+                .refuse(member, format!("{reason} (the rest of its group serves)"), false);
+        }
+        self.refused_members.insert(
+            group.to_owned(),
+            refused.iter().map(|(member, _)| member.clone()).collect(),
+        );
+    }
+
     /// Every member's trust check (the first refusal).
     fn check_permissions(&self, unit: &Unit) -> Result<(), LoadError> {
         unit.members

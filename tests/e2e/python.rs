@@ -134,7 +134,9 @@ async fn a_python_node_that_exits_fails_only_its_execution_and_its_worker_restar
         return;
     }
     let nodes = python_nodes();
-    let server = Server::start(&nodes);
+    // One worker per file: only this file's worker goes (in a group, the
+    // group's would; see python::groups).
+    let server = Server::builder(&nodes).config("[python]\ngroup = \"library\"").start();
     let mut client = Client::connect(&server).await;
     let before = client.execute("py-exits", json!({}), json!({})).await;
     let pid = final_status(&before)["outputs"]["pid"][0].clone();

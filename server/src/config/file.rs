@@ -166,7 +166,7 @@ pub(super) struct PythonSection {
     /// [`defaults::MAX_PYTHON_WORKERS`]. Default [`defaults::PYTHON_WORKERS`].
     pub workers: Option<usize>,
     /// Which `node.py` files share a worker process: `library`, `pack`
-    /// or `project`. Default `library`.
+    /// or `project`. Default `pack`.
     pub group: Option<crate::execution::PythonGroup>,
 }
 

@@ -434,7 +434,7 @@ fn python_workers_default_to_one_and_zero_or_too_many_are_refused() {
 }
 
 #[test]
-fn python_group_defaults_to_library_and_an_unknown_mode_is_refused() {
+fn python_group_defaults_to_pack_and_an_unknown_mode_is_refused() {
     use crate::execution::PythonGroup;
     let config = |text: &str| {
         Config::from_toml(
@@ -444,7 +444,7 @@ fn python_group_defaults_to_library_and_an_unknown_mode_is_refused() {
             &Overrides::default(),
         )
     };
-    assert_eq!(config("").unwrap().python.group, PythonGroup::Library);
+    assert_eq!(config("").unwrap().python.group, PythonGroup::Pack);
     assert_eq!(
         config("[python]\ngroup = \"project\"").unwrap().python.group,
         PythonGroup::Project

@@ -21,4 +21,7 @@ pub struct Loaded {
     /// Its nodes, in the order the library lists them.
     pub nodes: Vec<NodeInfo>,
     pub runtime: Arc<dyn LibraryRuntime>,
+    /// For a group of `node.py` files: the members refused (path, why),
+    /// while the others serve.
+    pub refused_members: Vec<(std::path::PathBuf, String)>,
 }

@@ -108,6 +108,7 @@ impl Backend for InProcess {
                 pool: Arc::clone(&self.pool),
                 retired: AtomicBool::new(false),
             }),
+            refused_members: Vec::new(),
         })
     }
 }

@@ -78,13 +78,13 @@ pub struct PythonSettings {
 #[serde(rename_all = "lowercase")]
 pub enum PythonGroup {
     /// One worker per `node.py`: isolates best, costs an interpreter each.
-    /// The default: a crash, a refusal and an edit concern one file, and
-    /// `/ui` shows each file's refusal on its own.
-    #[default]
     Library,
     /// One worker per node pack: the nearest folder (up to `nodes_path`)
     /// holding a `.venv`, `requirements.txt` or `pyproject.toml`; files in
-    /// no such folder form one pack, `nodes_path` itself.
+    /// no such folder form one pack, `nodes_path` itself. The default: a
+    /// project of many nodes costs about one interpreter, while a pack
+    /// with its own dependencies runs apart.
+    #[default]
     Pack,
     /// One worker per interpreter: every file that runs on the same one
     /// (a node folder with its own `.venv` runs apart), as the SDK does.

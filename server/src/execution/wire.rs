@@ -80,15 +80,27 @@ pub(crate) struct ExecuteFrame {
     pub graph_node: String,
 }
 
+/// What a worker loaded.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LoadedLibrary {
+    /// The nano-plugin-abi version it was built against; for a language
+    /// runtime, the interpreter ("python 3.11.7 (/usr/bin/python3)").
+    pub abi_version: String,
+    /// Its definitions, a JSON list.
+    pub definitions: String,
+    /// For a group of files in one worker: the members refused (path,
+    /// why), while the others serve.
+    pub refused: Vec<(String, String)>,
+}
+
 /// Worker → server.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
     Hello {
         build_id: String,
     },
-    /// The library's ABI version and definitions (a JSON list), or why it
-    /// was refused.
-    Loaded(Result<(String, String), String>),
+    /// The library's ABI version and definitions, or why it was refused.
+    Loaded(Result<LoadedLibrary, String>),
     /// A status a node sent (its JSON object).
     Status {
         id: u64,

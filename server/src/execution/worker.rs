@@ -186,7 +186,11 @@ fn run_worker_loop(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
         Ok(loaded) => {
             let definitions: Vec<&serde_json::Value> = loaded.nodes.iter().map(|n| &n.definition).collect();
             let json = serde_json::to_string(&definitions)?;
-            channel.send(&FromWorker::Loaded(Ok((loaded.abi_version, json))));
+            channel.send(&FromWorker::Loaded(Ok(wire::LoadedLibrary {
+                abi_version: loaded.abi_version,
+                definitions: json,
+                refused: Vec::new(),
+            })));
             (loaded.module, loaded.nodes.len())
         }
         Err(err) => {

@@ -53,6 +53,26 @@ async fn a_project_group_serves_every_node_py_from_one_worker_and_reloads_togeth
     assert!(served.contains(&"simple-text".to_owned()), "{served:?}");
     let logs = server.wait_for_log("the rest of its group serves");
     assert!(logs.contains("bad/node.py") && logs.contains("SyntaxError"), "{logs}");
+    // ... and listed as a refused file, where /ui shows refusals.
+    let refused_files = || async {
+        let libraries: Value = reqwest::get(server.http("/libraries"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        libraries["refused"].as_array().unwrap().clone()
+    };
+    let refused = refused_files().await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]["path"].as_str().unwrap().ends_with("py/bad/node.py"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[0]["reason"].as_str().unwrap().contains("SyntaxError"),
+        "{refused:?}"
+    );
 
     // One interpreter for the whole group.
     let mut client = Client::connect(&server).await;
@@ -100,6 +120,18 @@ async fn a_project_group_serves_every_node_py_from_one_worker_and_reloads_togeth
     assert_eq!(a["outputs"]["word"], json!(["one"]), "{a:?}");
     assert_eq!(pid(&a), pid(&b));
     assert_ne!(pid(&b), restarted);
+
+    // Fixing the broken member reloads the group with it: served, and no
+    // longer refused.
+    std::fs::write(
+        nodes.path().join("py/bad/node.py"),
+        node_py("py-fixed", "1.0.0", &pid_node("fixed")),
+    )
+    .unwrap();
+    server.wait_for_log_count("swapped", 2);
+    let fixed = run(&mut client, "py-fixed", json!({})).await;
+    assert_eq!(fixed["outputs"]["word"], json!(["fixed"]), "{fixed:?}");
+    assert!(refused_files().await.is_empty());
 }
 
 #[tokio::test]
@@ -141,14 +173,23 @@ async fn a_pack_is_the_nearest_folder_declaring_dependencies() {
 }
 
 #[tokio::test]
-async fn by_default_each_node_py_has_its_own_worker() {
+async fn by_default_node_py_files_in_no_pack_share_one_worker_and_library_mode_splits_them() {
     if !python3() {
         return;
     }
     let nodes = NodesDir::examples()
         .with_file("py/a/node.py", node_py("py-a", "1.0.0", &pid_node("a")).as_bytes())
         .with_file("py/b/node.py", node_py("py-b", "1.0.0", &pid_node("b")).as_bytes());
+    // The default, `pack`: no folder declares dependencies, so one pack.
     let server = Server::start(&nodes);
+    let mut client = Client::connect(&server).await;
+    let a = run(&mut client, "py-a", json!({})).await;
+    let b = run(&mut client, "py-b", json!({})).await;
+    assert_eq!(pid(&a), pid(&b), "{a:?} {b:?}");
+    drop(client);
+    drop(server);
+    // `library`: one worker per file.
+    let server = Server::builder(&nodes).config("[python]\ngroup = \"library\"").start();
     let mut client = Client::connect(&server).await;
     let a = run(&mut client, "py-a", json!({})).await;
     let b = run(&mut client, "py-b", json!({})).await;

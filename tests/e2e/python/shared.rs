@@ -24,7 +24,10 @@ def execute(ctx):
         .with_file("py/a/node.py", node_py("py-a", "1.0.0", body).as_bytes())
         .with_file("py/b/node.py", node_py("py-b", "1.0.0", body).as_bytes())
         .with_file("shared/words.py", b"GREETING = 'hello'\n");
-    let server = Server::builder(&nodes).config("watch_debounce_time = 100").start();
+    // One library per file, so "every Python library" is two.
+    let server = Server::builder(&nodes)
+        .config("watch_debounce_time = 100\n[python]\ngroup = \"library\"")
+        .start();
     let mut client = Client::connect(&server).await;
     let greeting = |statuses: &[Value]| final_status(statuses)["outputs"]["greeting"][0].clone();
     for uid in ["py-a", "py-b"] {

@@ -18,7 +18,7 @@ use super::{
     worker::{SHUTDOWN_HOOK_TIMEOUT, Worker, WorkerContext, WorkerOwner},
 };
 use crate::{
-    execution::{Failure, HookOutcome, Job, LibraryRuntime},
+    execution::{Failure, HookOutcome, Job, LibraryRuntime, wire},
     loader::LoadError,
     lock, metrics,
 };
@@ -119,9 +119,8 @@ impl ProcessLibrary {
     }
 
     /// The first workers, one per slot, started at once: the library loads
-    /// when every one of them loaded it. The library's ABI version and
-    /// definitions (a JSON list), as the first worker reported them.
-    pub(crate) async fn start_first(self: Arc<Self>) -> Result<(String, String), LoadError> {
+    /// when every one of them loaded it. What the first worker reported.
+    pub(crate) async fn start_first(self: Arc<Self>) -> Result<wire::LoadedLibrary, LoadError> {
         let slots = lock(&self.state).slots();
         let results = futures_util::future::join_all((0..slots).map(|_| self.start_one_first())).await;
         let (mut started, mut failed) = (Vec::new(), None);

@@ -93,12 +93,18 @@ impl ProcessBackend {
 
 impl Backend for ProcessBackend {
     fn load(&self, path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
-        let label: Arc<str> = path
+        let relative = path
             .strip_prefix(&self.settings.root)
             .unwrap_or(path)
             .display()
-            .to_string()
-            .into();
+            .to_string();
+        // A group of node.py files is named by its folder: `vision/`, or
+        // `./` for nodes_path itself.
+        let label: Arc<str> = match (path.is_dir(), relative.is_empty()) {
+            (true, true) => "./".into(),
+            (true, false) => format!("{relative}/").into(),
+            (false, _) => relative.into(),
+        };
         let context = Arc::new(WorkerContext {
             label,
             settings: Arc::clone(&self.settings),
@@ -128,11 +134,15 @@ impl Backend for ProcessBackend {
             .recv()
             .map_err(|_| LoadError::Worker("the worker supervisor stopped".to_owned()))
             .and_then(|started| {
-                let (abi_version, definitions) = started?;
-                Ok((abi_version, parse_definitions(&definitions)?))
+                let loaded = started?;
+                Ok((
+                    loaded.abi_version,
+                    parse_definitions(&loaded.definitions)?,
+                    loaded.refused,
+                ))
             });
         match loaded {
-            Ok((abi_version, nodes)) => {
+            Ok((abi_version, nodes, refused)) => {
                 // A stopped old version stays paused until the registry
                 // serves this one and retires it: then what waited for it
                 // is redirected here.
@@ -141,6 +151,10 @@ impl Backend for ProcessBackend {
                     abi_version,
                     nodes,
                     runtime: library,
+                    refused_members: refused
+                        .into_iter()
+                        .map(|(path, why)| (PathBuf::from(path), why))
+                        .collect(),
                 })
             }
             Err(err) => {

@@ -351,7 +351,7 @@ fn parse<'a, T: Deserialize<'a>>(frame: &'a [u8], what: &str) -> Result<T, Strin
 /// (their definitions in that order; a uid already served by an earlier
 /// member is left out, with a warning) and is refused only if none did.
 /// A member refused is logged with its reason.
-fn loaded(runtime: &Runtime, libraries: Vec<ReadyLibrary>) -> Result<Result<(String, String), String>, String> {
+fn loaded(runtime: &Runtime, libraries: Vec<ReadyLibrary>) -> Result<Result<wire::LoadedLibrary, String>, String> {
     if libraries.is_empty() {
         return Err("`ready` lists no library".to_owned());
     }
@@ -412,16 +412,21 @@ fn loaded(runtime: &Runtime, libraries: Vec<ReadyLibrary>) -> Result<Result<(Str
                         library.path.as_deref().unwrap_or("a member")
                     );
                 }
-                refusals.push(reason);
+                refusals.push((library.path.unwrap_or_default(), reason));
             }
             _ => return Err("a `ready` library needs either `definitions` or `refused`".to_owned()),
         }
     }
     if served.is_empty() && !refusals.is_empty() {
-        return Ok(Err(refusals.join("; ")));
+        let reasons: Vec<String> = refusals.into_iter().map(|(_, reason)| reason).collect();
+        return Ok(Err(reasons.join("; ")));
     }
     let definitions = serde_json::to_string(&served).map_err(|err| err.to_string())?;
-    Ok(Ok((runtime, definitions)))
+    Ok(Ok(wire::LoadedLibrary {
+        abi_version: runtime,
+        definitions,
+        refused: if group { refusals } else { Vec::new() },
+    }))
 }
 
 #[cfg(test)]

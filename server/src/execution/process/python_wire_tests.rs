@@ -76,13 +76,14 @@ fn ready_maps_to_loaded_definitions_or_a_refusal() {
     let ready = decode(&frame(json!({"type": "ready", "protocol": 1, "runtime": runtime,
         "libraries": [{"id": 0, "definitions": [{"uid": "a"}]}]})))
     .unwrap();
-    let FromWorker::Loaded(Ok((abi, definitions))) = ready else {
+    let FromWorker::Loaded(Ok(loaded)) = ready else {
         panic!("{ready:?}")
     };
     assert_eq!(
-        (abi.as_str(), definitions.as_str()),
+        (loaded.abi_version.as_str(), loaded.definitions.as_str()),
         ("python 3.11.7 (/usr/bin/python3)", r#"[{"uid":"a"}]"#)
     );
+    assert!(loaded.refused.is_empty());
     let refused = decode(&frame(json!({"type": "ready", "protocol": 1, "runtime": runtime,
         "libraries": [{"id": 0, "refused": {"stage": "import", "type": "SyntaxError",
             "message": "expected ':'", "file": "/p/nodes/bad/node.py", "line": 5, "traceback": "T"}}]})))
@@ -100,10 +101,17 @@ fn ready_maps_to_loaded_definitions_or_a_refusal() {
                 "message": "expected ':'", "file": "/p/nodes/bad/node.py", "line": 5}},
             {"id": 2, "path": "/p/nodes/b/node.py", "definitions": [{"uid": "b"}, {"uid": "a"}]}]})))
     .unwrap();
-    let FromWorker::Loaded(Ok((_, definitions))) = group else {
+    let FromWorker::Loaded(Ok(loaded)) = group else {
         panic!("{group:?}")
     };
-    assert_eq!(definitions, r#"[{"uid":"a"},{"uid":"b"}]"#);
+    assert_eq!(loaded.definitions, r#"[{"uid":"a"},{"uid":"b"}]"#);
+    assert_eq!(
+        loaded.refused,
+        vec![(
+            "/p/nodes/bad/node.py".to_owned(),
+            "SyntaxError: expected ':' (/p/nodes/bad/node.py:5)".to_owned()
+        )]
+    );
     // Ids out of the order given, or none at all, are violations.
     let shuffled = json!({"type": "ready", "protocol": 1, "runtime": runtime,
         "libraries": [{"id": 1, "definitions": []}, {"id": 0, "definitions": []}]});

@@ -43,8 +43,8 @@ pub(crate) struct WorkerIo {
 pub(crate) struct Started {
     pub worker: Arc<Worker>,
     pub io: WorkerIo,
-    /// The library's nano-plugin-abi version and its definitions (a JSON list).
-    pub loaded: (String, String),
+    /// What the worker loaded.
+    pub loaded: wire::LoadedLibrary,
 }
 
 /// Spawns a worker for the library at `path`, shakes hands and has it load
@@ -152,7 +152,7 @@ struct Handshake<'a> {
 impl Handshake<'_> {
     /// The library's ABI version and definitions; `None` when the channel
     /// closed first.
-    async fn run(mut self) -> Result<Option<(String, String)>, StartError> {
+    async fn run(mut self) -> Result<Option<wire::LoadedLibrary>, StartError> {
         let Some(expected) = self.kind.build_id() else {
             return self.loaded().await;
         };
@@ -176,7 +176,7 @@ impl Handshake<'_> {
     /// The answer to the load. A host call made while loading (a
     /// library's `init` fetching an asset) belongs to no execution: it is
     /// answered for the worker's library version, while the load waits.
-    async fn loaded(&mut self) -> Result<Option<(String, String)>, StartError> {
+    async fn loaded(&mut self) -> Result<Option<wire::LoadedLibrary>, StartError> {
         loop {
             return match self.expect("report its definitions").await? {
                 None => Ok(None),
