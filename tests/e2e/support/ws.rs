@@ -82,6 +82,27 @@ impl Client {
         }
     }
 
+    /// As [`Client::try_connect`], near the connection cap: `Err(None)` when
+    /// the server closed the connection before any HTTP answer (it counted
+    /// connections still closing against `max_http_connections`).
+    pub async fn try_connect_at_capacity(server: &Server) -> Result<Self, Option<u16>> {
+        use tokio_tungstenite::tungstenite::Error;
+        match tokio_tungstenite::connect_async(server.ws_url()).await {
+            Ok((ws, _)) => {
+                let mut client = Self {
+                    ws,
+                    handshake: Value::Null,
+                    backlog: Vec::new(),
+                };
+                client.handshake = client.next_frame().await;
+                Ok(client)
+            }
+            Err(Error::Http(response)) => Err(Some(response.status().as_u16())),
+            Err(Error::Io(_) | Error::Protocol(_) | Error::ConnectionClosed | Error::AlreadyClosed) => Err(None),
+            Err(other) => panic!("WebSocket connect failed: {other}"),
+        }
+    }
+
     /// The next raw message (close frames included), for limit tests.
     pub async fn next_message(&mut self) -> Option<Message> {
         tokio::time::timeout(PATIENCE, self.ws.next())
