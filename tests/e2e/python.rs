@@ -25,6 +25,16 @@ fn python3() -> bool {
     found
 }
 
+/// `GET /libraries`: what is served and what is refused.
+async fn libraries(server: &Server) -> Value {
+    reqwest::get(server.http("/libraries"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A node.py registering `uid` at `version` whose `execute` is `body`.
 fn node_py(uid: &str, version: &str, body: &str) -> String {
     format!(
@@ -227,12 +237,7 @@ async fn without_a_python_interpreter_native_nodes_serve_and_python_libraries_ar
     let looked = server.wait_for_log("no Python interpreter found");
     assert!(looked.contains("python3 on PATH"), "{looked}");
 
-    let libraries: Value = reqwest::get(server.http("/libraries"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let libraries = libraries(&server).await;
     let refused = libraries["refused"].as_array().unwrap();
     assert_eq!(refused.len(), 1, "{libraries}");
     assert!(
@@ -285,12 +290,7 @@ def execute(ctx):
         crate::support::definition_uids(&update),
         ["complex-math", "progress-steps", "simple-text"]
     );
-    let libraries: Value = reqwest::get(server.http("/libraries"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let libraries = libraries(&server).await;
     let reason = libraries["refused"][0]["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("a replacement worker refused it: SyntaxError"),

@@ -391,17 +391,19 @@ fn docs_table_lists_every_key() {
     assert!(missing.is_empty(), "docs/configuration.md does not list: {missing:?}");
 }
 
+/// A config file at /srv/p/config.toml with `text` after its server_uid.
+fn config_at_srv_p(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(
+        &format!("server_uid = \"s\"\n{text}"),
+        Path::new("/srv/p/config.toml"),
+        |_| None,
+        &Overrides::default(),
+    )
+}
+
 #[test]
 fn python_interpreter_is_a_path_from_the_file_or_a_name_on_path() {
-    let config = |text: &str| {
-        Config::from_toml(
-            &format!("server_uid = \"s\"\n{text}"),
-            Path::new("/srv/p/config.toml"),
-            |_| None,
-            &Overrides::default(),
-        )
-        .unwrap()
-    };
+    let config = |text: &str| config_at_srv_p(text).unwrap();
     assert_eq!(config("").python.interpreter, None);
     assert_eq!(
         config("[python]\ninterpreter = \"venv/bin/python\"").python.interpreter,
@@ -415,14 +417,7 @@ fn python_interpreter_is_a_path_from_the_file_or_a_name_on_path() {
 
 #[test]
 fn python_workers_default_to_one_and_zero_or_too_many_are_refused() {
-    let config = |text: &str| {
-        Config::from_toml(
-            &format!("server_uid = \"s\"\n{text}"),
-            Path::new("/srv/p/config.toml"),
-            |_| None,
-            &Overrides::default(),
-        )
-    };
+    let config = config_at_srv_p;
     assert_eq!(config("").unwrap().python.workers, 1);
     assert_eq!(config("[python]\nworkers = 4").unwrap().python.workers, 4);
     for refused in ["0", "65"] {
@@ -436,14 +431,7 @@ fn python_workers_default_to_one_and_zero_or_too_many_are_refused() {
 #[test]
 fn python_group_defaults_to_pack_and_an_unknown_mode_is_refused() {
     use crate::execution::PythonGroup;
-    let config = |text: &str| {
-        Config::from_toml(
-            &format!("server_uid = \"s\"\n{text}"),
-            Path::new("/srv/p/config.toml"),
-            |_| None,
-            &Overrides::default(),
-        )
-    };
+    let config = config_at_srv_p;
     assert_eq!(config("").unwrap().python.group, PythonGroup::Pack);
     assert_eq!(
         config("[python]\ngroup = \"project\"").unwrap().python.group,

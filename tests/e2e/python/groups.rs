@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{node_py, python3};
+use super::{libraries, node_py, python3};
 use crate::support::{Client, NodesDir, Server, final_status, uids};
 
 /// Answers its process id and a `version` word; exits when asked.
@@ -54,15 +54,7 @@ async fn a_project_group_serves_every_node_py_from_one_worker_and_reloads_togeth
     let logs = server.wait_for_log("the rest of its group serves");
     assert!(logs.contains("bad/node.py") && logs.contains("SyntaxError"), "{logs}");
     // ... and listed as a refused file, where /ui shows refusals.
-    let refused_files = || async {
-        let libraries: Value = reqwest::get(server.http("/libraries"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        libraries["refused"].as_array().unwrap().clone()
-    };
+    let refused_files = || async { libraries(&server).await["refused"].as_array().unwrap().clone() };
     let refused = refused_files().await;
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(

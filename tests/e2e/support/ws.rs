@@ -43,13 +43,19 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
             .await
             .expect("WebSocket connects");
+        let client = Self::opened(ws).await;
+        assert_eq!(client.handshake["type"], "handshake");
+        client
+    }
+
+    /// A client on an open connection, once the server's handshake came.
+    async fn opened(ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>) -> Self {
         let mut client = Self {
             ws,
             handshake: Value::Null,
             backlog: Vec::new(),
         };
         client.handshake = client.next_frame().await;
-        assert_eq!(client.handshake["type"], "handshake");
         client
     }
 
@@ -68,15 +74,7 @@ impl Client {
                 .insert(name, HeaderValue::from_str(value).unwrap());
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => {
-                let mut client = Self {
-                    ws,
-                    handshake: Value::Null,
-                    backlog: Vec::new(),
-                };
-                client.handshake = client.next_frame().await;
-                Ok(client)
-            }
+            Ok((ws, _)) => Ok(Self::opened(ws).await),
             Err(Error::Http(response)) => Err(response.status().as_u16()),
             Err(other) => panic!("WebSocket connect failed: {other}"),
         }
@@ -88,15 +86,7 @@ impl Client {
     pub async fn try_connect_at_capacity(server: &Server) -> Result<Self, Option<u16>> {
         use tokio_tungstenite::tungstenite::Error;
         match tokio_tungstenite::connect_async(server.ws_url()).await {
-            Ok((ws, _)) => {
-                let mut client = Self {
-                    ws,
-                    handshake: Value::Null,
-                    backlog: Vec::new(),
-                };
-                client.handshake = client.next_frame().await;
-                Ok(client)
-            }
+            Ok((ws, _)) => Ok(Self::opened(ws).await),
             Err(Error::Http(response)) => Err(Some(response.status().as_u16())),
             Err(Error::Io(_) | Error::Protocol(_) | Error::ConnectionClosed | Error::AlreadyClosed) => Err(None),
             Err(other) => panic!("WebSocket connect failed: {other}"),
