@@ -23,6 +23,12 @@ pub const STUCK: &str = "nano_executions_stuck";
 pub const QUEUED: &str = "nano_executions_queued";
 /// Time an execution waited for a free slot (`max_concurrent_executions`).
 pub const QUEUE_WAIT_SECONDS: &str = "nano_execution_queue_wait_seconds";
+/// Executions handed ahead to a worker process, without a slot, to start
+/// there in the slot of one that returns (see `execution::admission`).
+pub const HANDED_AHEAD: &str = "nano_executions_handed_ahead_total";
+/// Executions handed ahead that their worker gave back unstarted (aborted,
+/// drained, or the worker ended): they wait for a slot in the server again.
+pub const GIVEN_BACK: &str = "nano_executions_given_back_total";
 /// Node uids served now.
 pub const NODES_LOADED: &str = "nano_nodes_loaded";
 /// Libraries serving at least one node now.
@@ -84,6 +90,14 @@ fn describe() {
     describe_counter!(WORKER_RESTARTS, "Worker restarts by library and reason");
     describe_gauge!(WORKER_RSS, "Resident memory of a library's worker process, in bytes");
     describe_gauge!(WS_CONNECTIONS, "WebSocket connections open now");
+    describe_counter!(
+        HANDED_AHEAD,
+        "Executions handed ahead to a worker process, to start there when a slot of their node frees"
+    );
+    describe_counter!(
+        GIVEN_BACK,
+        "Executions handed ahead that their worker gave back unstarted"
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
 }
 
@@ -98,6 +112,8 @@ pub struct Hot {
     pub queued: ::metrics::Gauge,
     /// `nano_http_requests_total{route="/nodes/{uid}/execute", status="200"}`.
     pub http_execute_ok: ::metrics::Counter,
+    pub handed_ahead: ::metrics::Counter,
+    pub given_back: ::metrics::Counter,
 }
 
 /// The [`Hot`] handles (installing the recorder first if need be).
@@ -110,6 +126,8 @@ pub fn hot() -> &'static Hot {
             in_flight: gauge!(IN_FLIGHT),
             queued: gauge!(QUEUED),
             http_execute_ok: counter!(HTTP_REQUESTS, "route" => "/nodes/{uid}/execute", "status" => "200"),
+            handed_ahead: counter!(HANDED_AHEAD),
+            given_back: counter!(GIVEN_BACK),
         }
     })
 }

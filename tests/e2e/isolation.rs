@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Client, NodesDir, Server, definition_uids, definition_version, eventually, fault_plugin, final_status, lib_name,
-    plugin, request, uids,
+    Client, NodesDir, Server, definition_uids, definition_version, eventually, fault_plugin, final_status, is_final,
+    lib_name, plugin, request, uids,
 };
 
 const FAULT_LIBRARY: &str = "fault/libnano_fault_plugin.so";
@@ -691,4 +691,156 @@ async fn a_short_node_runs_on_the_reading_thread_and_one_that_then_blocks_does_n
         return;
     }
     panic!("in 3 attempts the long run never ran on the reading thread");
+}
+
+// Executions handed ahead: a short node's executions beyond the free slots
+// wait in its worker, and start there as slots of its node free.
+
+/// A server whose two slots a burst of short executions overflows.
+fn two_slot_server() -> Server {
+    Server::builder(&NodesDir::examples_and_test_plugin())
+        .config("max_concurrent_executions = 2")
+        .config(FAST_RESTARTS)
+        .isolated()
+        .start()
+}
+
+/// Runs `test-stubborn` (it returns at once) until the server has measured
+/// it short and its worker runs it on the reading thread.
+async fn warm_up(client: &mut Client) {
+    for _ in 0..50 {
+        let statuses = client.execute("test-stubborn", json!({}), json!({"ms": 0})).await;
+        assert_eq!(final_status(&statuses)["type"], "complete", "{statuses:?}");
+    }
+}
+
+/// Sends `count` executions of `test-stubborn` of `instance` (node ids 0..),
+/// all before reading an answer. `midway` runs once `count / 10` have ended.
+/// Returns the statuses of each, by node id.
+async fn burst(
+    client: &mut Client,
+    instance: &str,
+    count: usize,
+    midway: impl FnOnce(),
+) -> std::collections::HashMap<u64, Vec<Value>> {
+    for id in 0..count {
+        client
+            .send(&request(
+                instance,
+                json!(id),
+                "test-stubborn",
+                json!({}),
+                json!({"ms": 0}),
+            ))
+            .await;
+    }
+    let mut midway = Some(midway);
+    let mut statuses: std::collections::HashMap<u64, Vec<Value>> = std::collections::HashMap::new();
+    let mut ended = 0;
+    while ended < count {
+        let frame = client
+            .recv_where(|f| f["type"] == "node_status" && f["instanceId"] == instance)
+            .await;
+        let status = frame["payload"]["status"].clone();
+        if is_final(&status) {
+            ended += 1;
+            if ended == count / 10
+                && let Some(midway) = midway.take()
+            {
+                midway();
+            }
+        }
+        let id = frame["payload"]["nodeId"].as_u64().expect("a node id");
+        statuses.entry(id).or_default().push(status);
+    }
+    statuses
+}
+
+/// Every execution got exactly one final status, last, after `running`
+/// unless it never began (aborted while it waited), and nothing is left
+/// running or waiting in the server.
+async fn each_ended_once(server: &Server, statuses: &std::collections::HashMap<u64, Vec<Value>>, count: usize) {
+    assert_eq!(statuses.len(), count, "every execution answered");
+    for (id, statuses) in statuses {
+        assert!(
+            statuses[0]["type"] == "running" || statuses.len() == 1,
+            "{id}: {statuses:?}"
+        );
+        assert_eq!(statuses.iter().filter(|s| is_final(s)).count(), 1, "{id}: {statuses:?}");
+        assert!(is_final(statuses.last().unwrap()), "{id}: {statuses:?}");
+    }
+    eventually("nothing is left running or waiting", || async {
+        server.metric("nano_executions_in_flight").await == 0.0 && server.metric("nano_executions_queued").await == 0.0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_short_nodes_executions_beyond_the_free_slots_go_ahead_to_its_worker_and_each_ends_once() {
+    let server = two_slot_server();
+    let mut client = Client::connect(&server).await;
+    warm_up(&mut client).await;
+    let statuses = burst(&mut client, "burst", 400, || {}).await;
+    each_ended_once(&server, &statuses, 400).await;
+    for statuses in statuses.values() {
+        assert_eq!(final_status(statuses)["type"], "complete", "{statuses:?}");
+    }
+    let ahead = server.metric("nano_executions_handed_ahead_total").await;
+    assert!(ahead > 0.0, "two slots, 400 executions: some went ahead");
+    // Still two slots: another node's execution starts and ends as usual.
+    let echo = client.execute("test-echo", json!({"text": ["hi"]}), json!({})).await;
+    assert_eq!(final_status(&echo)["type"], "complete", "{echo:?}");
+}
+
+#[tokio::test]
+async fn executions_waiting_ahead_in_a_worker_that_dies_run_on_its_replacement() {
+    let server = two_slot_server();
+    let mut client = Client::connect(&server).await;
+    warm_up(&mut client).await;
+    let (pid, _) = server
+        .workers()
+        .into_iter()
+        .find(|(_, library)| library.contains("test_plugin"))
+        .expect("the test plugin's worker");
+    let statuses = burst(&mut client, "crash", 1000, || {
+        // SAFETY: signalling a child process of the test's server.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    })
+    .await;
+    each_ended_once(&server, &statuses, 1000).await;
+    let failed: Vec<&Value> = statuses
+        .values()
+        .map(|statuses| final_status(statuses))
+        .filter(|status| status["type"] != "complete")
+        .collect();
+    // Only those holding its two slots were running in it; the ones waiting
+    // ahead there had not begun, and ran on the new worker.
+    assert!(failed.len() <= 2, "{failed:?}");
+    for status in &failed {
+        assert!(status["message"].as_str().unwrap().contains("crashed"), "{status:?}");
+    }
+    assert!(server.metric("nano_executions_given_back_total").await > 0.0);
+}
+
+#[tokio::test]
+async fn stopping_an_instance_ends_its_executions_waiting_ahead_once_and_frees_their_places() {
+    let server = two_slot_server();
+    let mut client = Client::connect(&server).await;
+    warm_up(&mut client).await;
+    let stop = json!({"type": "stop_workflow_instance", "instanceId": "stopped"});
+    let mut stopper = Client::connect(&server).await;
+    let handle = tokio::runtime::Handle::current();
+    let statuses = burst(&mut client, "stopped", 1000, || {
+        handle.spawn(async move { stopper.send(&stop).await });
+    })
+    .await;
+    each_ended_once(&server, &statuses, 1000).await;
+    let aborted = statuses
+        .values()
+        .filter(|statuses| final_status(statuses)["type"] == "error")
+        .count();
+    assert!(aborted > 0, "the stop came while executions were left");
+    // Every place was freed: a full burst runs again.
+    let again = burst(&mut client, "again", 100, || {}).await;
+    each_ended_once(&server, &again, 100).await;
 }

@@ -16,10 +16,26 @@
 //! lone node uses every slot). So at most `max_concurrent` plus one per
 //! node run at once; what is admitted stays bounded by `max_concurrent +
 //! max_queued`, the extra executions being counted among those.
+//!
+//! Handed ahead: a worker process can only start what it was handed, so a
+//! slot that frees there would idle for a round trip to the server (its
+//! result in, the next execution out) before it is used again. So a short
+//! node's waiting executions may be handed to its worker *ahead*, without a
+//! slot, while its lane runs and no other lane waits: the worker starts one
+//! in the slot of an execution of the same node that returns, and the
+//! server counts it running from then ([`Book::promote`]). A slot that
+//! frees in the server while its lane has executions ahead is *granted* to
+//! their worker ([`Book::take_grant`]), which starts the first of them in
+//! it or gives it back. They stay counted among the waiting until they
+//! begin; one the worker gives back (aborted, drained) goes to the front of
+//! its lane again ([`Book::requeue`]) and is never handed ahead again. At
+//! most `max_concurrent` nodes still run at once: a slot changes hands in
+//! the worker, it is not added.
 
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
+    time::Duration,
 };
 
 use super::{Execution, Job, LibraryRuntime};
@@ -55,33 +71,131 @@ pub(super) struct Active {
     pub execution: Arc<Execution>,
 }
 
-/// An admitted execution not yet handed to its runtime.
-pub(super) struct Pending {
-    pub runtime: Arc<dyn LibraryRuntime>,
-    pub job: Job,
+/// A node whose runs average less than this may be handed ahead.
+const AHEAD_BELOW: Duration = Duration::from_millis(1);
+
+/// A lane may have this many times `max_concurrent` executions handed ahead.
+const AHEAD_PER_SLOT: usize = 8;
+
+/// An admitted execution not yet handed to its runtime (or handed ahead).
+pub struct Pending {
+    pub(super) runtime: Arc<dyn LibraryRuntime>,
+    pub(super) job: Job,
     bytes: usize,
+    /// It was handed ahead and given back: it waits for a slot now.
+    returned: bool,
 }
 
 impl Pending {
-    pub fn new(runtime: Arc<dyn LibraryRuntime>, job: Job) -> Self {
+    pub(super) fn new(runtime: Arc<dyn LibraryRuntime>, job: Job) -> Self {
         let request = &job.request;
         let bytes = request.inputs.len() + request.parameters.len() + request.graph_node.len();
-        Self { runtime, job, bytes }
+        Self {
+            runtime,
+            job,
+            bytes,
+            returned: false,
+        }
     }
 
     /// Hands the execution, which has a slot now, to its runtime.
-    pub fn dispatch(self) {
+    pub(super) fn dispatch(self) {
         self.runtime.execute(self.job);
+    }
+
+    /// Hands the execution ahead to its runtime; returns it when the
+    /// runtime cannot take it now.
+    #[must_use]
+    pub(super) fn dispatch_ahead(self) -> Option<Self> {
+        let runtime = Arc::clone(&self.runtime);
+        let refused = runtime.execute_ahead(self);
+        if refused.is_none() {
+            crate::metrics::hot().handed_ahead.increment(1);
+        }
+        refused
+    }
+
+    /// The execution.
+    pub(super) fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// What it counts against `max_queued_bytes`.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Handed ahead (or about to be), it came back unstarted: it waits for
+    /// a slot again.
+    pub(super) fn requeue(self) {
+        let admitter = self.job.execution.admitter();
+        admitter.requeue(self);
+    }
+
+    fn may_go_ahead(&self) -> bool {
+        !self.returned && self.runtime.hands_ahead()
     }
 }
 
 /// One node's queue and its running count.
-#[derive(Default)]
 struct Lane {
     running: usize,
     waiting: VecDeque<Pending>,
     /// Whether the lane is in `Book::ready`.
     ready: bool,
+    /// Handed ahead and not begun (counted among `Book::waiting`).
+    ahead: usize,
+    /// Slots granted to the worker holding them and not yet used or given
+    /// back (counted among `running`).
+    granted: usize,
+    /// Where its executions went ahead last: where a slot is granted.
+    ahead_to: Option<Arc<dyn LibraryRuntime>>,
+    /// The moving average of its runs, in ns (`u64::MAX`: none yet).
+    average_ns: u64,
+}
+
+impl Default for Lane {
+    fn default() -> Self {
+        Self {
+            running: 0,
+            waiting: VecDeque::new(),
+            ready: false,
+            ahead: 0,
+            granted: 0,
+            ahead_to: None,
+            average_ns: u64::MAX,
+        }
+    }
+}
+
+impl Lane {
+    /// Whether one more of its executions may be handed ahead, when no
+    /// other lane waits: it runs (a slot will change hands), its node is
+    /// short, and it has not handed its share.
+    fn takes_ahead(&self, limits: &AdmissionLimits) -> bool {
+        self.running > 0
+            && self.ahead < limits.max_concurrent * AHEAD_PER_SLOT
+            && self.average_ns < AHEAD_BELOW.as_nanos() as u64
+    }
+
+    /// Folds one run's duration into the average (1/8 weight).
+    fn record(&mut self, ran: Duration) {
+        let ran = ran.as_nanos().min(u64::MAX as u128 / 2) as u64;
+        self.average_ns = match self.average_ns {
+            u64::MAX => ran,
+            old => old - old / 8 + ran / 8,
+        };
+    }
+}
+
+/// What may go to the runtimes now: with a slot, or ahead, and slots
+/// granted to a runtime for a node's executions ahead.
+#[derive(Default)]
+#[must_use = "what was taken out of the lanes must be dispatched"]
+pub(super) struct Handouts {
+    pub now: Vec<Pending>,
+    pub ahead: Vec<Pending>,
+    pub grants: Vec<(Arc<dyn LibraryRuntime>, Arc<str>)>,
 }
 
 /// Everything admitted, under one lock: the executions by id, the counts
@@ -108,6 +222,9 @@ pub(super) enum Admission {
     Now(Pending),
     /// It waits in its node's lane.
     Waiting,
+    /// It waits, handed ahead to its runtime: dispatch it with
+    /// [`Pending::dispatch_ahead`].
+    Ahead(Pending),
     /// The server is full: refused, and why.
     Refused(Pending, String),
 }
@@ -124,6 +241,7 @@ impl Book {
             return Admission::Refused(pending, refusal);
         }
         let node_limit = limits.node_limit(uid);
+        let others_wait = !self.ready.is_empty();
         // Lanes stay once made (one per node uid that was ever served), so
         // the common case neither clones the uid nor inserts.
         if !self.lanes.contains_key(uid) {
@@ -148,6 +266,11 @@ impl Book {
         self.accepted += 1;
         self.waiting += 1;
         self.waiting_bytes += pending.bytes;
+        if !others_wait && lane.waiting.is_empty() && lane.takes_ahead(limits) && pending.may_go_ahead() {
+            lane.ahead += 1;
+            lane.ahead_to = Some(Arc::clone(&pending.runtime));
+            return Admission::Ahead(pending);
+        }
         lane.waiting.push_back(pending);
         if lane.running < node_limit && !lane.ready {
             lane.ready = true;
@@ -156,17 +279,107 @@ impl Book {
         Admission::Waiting
     }
 
-    /// An execution of `uid` that held a slot concluded: frees the slot and
-    /// returns what may run now.
-    pub fn release(&mut self, limits: &AdmissionLimits, uid: &Arc<str>) -> Vec<Pending> {
+    /// An execution of `uid` that held a slot concluded after `ran`: frees
+    /// the slot and returns what may run now, or go ahead.
+    pub fn release(&mut self, limits: &AdmissionLimits, uid: &Arc<str>, ran: Duration) -> Handouts {
         self.accepted -= 1;
         self.running -= 1;
         if let Some(lane) = self.lanes.get_mut(uid) {
+            lane.running -= 1;
+            lane.record(ran);
+            if !lane.waiting.is_empty() && !lane.ready && lane.running < limits.node_limit(uid) {
+                lane.ready = true;
+                self.ready.push_back(Arc::clone(uid));
+            }
+        }
+        let now = self.take_ready(limits);
+        let ahead = self.take_ahead(limits, uid);
+        let grants = self.take_grant(limits, uid).into_iter().collect();
+        Handouts { now, ahead, grants }
+    }
+
+    /// A slot for lane `uid`'s executions ahead, if one is free (or it is
+    /// the lane's fair slot), and where they wait.
+    fn take_grant(&mut self, limits: &AdmissionLimits, uid: &Arc<str>) -> Option<(Arc<dyn LibraryRuntime>, Arc<str>)> {
+        let running = self.running;
+        let lane = self.lanes.get_mut(uid)?;
+        let has_slot = running < limits.max_concurrent || lane.running == 0;
+        if !has_slot || lane.ahead <= lane.granted || lane.running >= limits.node_limit(uid) {
+            return None;
+        }
+        let runtime = Arc::clone(lane.ahead_to.as_ref()?);
+        lane.granted += 1;
+        lane.running += 1;
+        self.running += 1;
+        Some((runtime, Arc::clone(uid)))
+    }
+
+    /// A slot granted for `uid` began an execution ahead of `bytes`.
+    pub fn promote_granted(&mut self, uid: &Arc<str>, bytes: usize) {
+        self.waiting -= 1;
+        self.waiting_bytes -= bytes;
+        if let Some(lane) = self.lanes.get_mut(uid) {
+            lane.ahead -= 1;
+            lane.granted -= 1;
+        }
+    }
+
+    /// A slot granted for `uid` came back unused: it is free again.
+    pub fn ungrant(&mut self, limits: &AdmissionLimits, uid: &Arc<str>) -> Vec<Pending> {
+        self.running -= 1;
+        if let Some(lane) = self.lanes.get_mut(uid) {
+            lane.granted -= 1;
             lane.running -= 1;
             if !lane.waiting.is_empty() && !lane.ready && lane.running < limits.node_limit(uid) {
                 lane.ready = true;
                 self.ready.push_back(Arc::clone(uid));
             }
+        }
+        self.take_ready(limits)
+    }
+
+    /// Tops up what lane `uid` has handed ahead, while no other lane waits.
+    fn take_ahead(&mut self, limits: &AdmissionLimits, uid: &Arc<str>) -> Vec<Pending> {
+        let mut ahead = Vec::new();
+        if self.ready.iter().any(|ready| ready != uid) {
+            return ahead;
+        }
+        let Some(lane) = self.lanes.get_mut(uid) else {
+            return ahead;
+        };
+        while lane.takes_ahead(limits) && lane.waiting.front().is_some_and(Pending::may_go_ahead) {
+            let pending = lane.waiting.pop_front().expect("checked above");
+            lane.ahead += 1;
+            lane.ahead_to = Some(Arc::clone(&pending.runtime));
+            ahead.push(pending);
+        }
+        ahead
+    }
+
+    /// An execution of `uid` handed ahead began (its worker started it in
+    /// the slot of one that returned): it holds a slot from now. The one
+    /// that returned is released after this, so no other takes its slot.
+    pub fn promote(&mut self, uid: &Arc<str>, bytes: usize) {
+        self.waiting -= 1;
+        self.waiting_bytes -= bytes;
+        self.running += 1;
+        if let Some(lane) = self.lanes.get_mut(uid) {
+            lane.ahead -= 1;
+            lane.running += 1;
+        }
+    }
+
+    /// An execution handed ahead came back unstarted: it waits at the
+    /// front of its lane, for a slot. Returns what may run now.
+    pub fn requeue(&mut self, limits: &AdmissionLimits, mut pending: Pending) -> Vec<Pending> {
+        pending.returned = true;
+        let uid = Arc::clone(pending.job.execution.uid());
+        let lane = self.lanes.entry(Arc::clone(&uid)).or_default();
+        lane.ahead = lane.ahead.saturating_sub(1);
+        lane.waiting.push_front(pending);
+        if !lane.ready && lane.running < limits.node_limit(&uid) {
+            lane.ready = true;
+            self.ready.push_back(uid);
         }
         self.take_ready(limits)
     }
@@ -217,7 +430,7 @@ impl Book {
             self.waiting_bytes -= pending.bytes;
         }
         self.lanes
-            .retain(|_, lane| lane.running > 0 || !lane.waiting.is_empty());
+            .retain(|_, lane| lane.running > 0 || lane.ahead > 0 || !lane.waiting.is_empty());
         self.ready
             .retain(|uid| self.lanes.get(uid).is_some_and(|lane| !lane.waiting.is_empty()));
         for lane in self.lanes.values_mut() {

@@ -12,7 +12,7 @@ use std::{
 
 use super::{
     ABORTED, AdmissionLimits, Execution, ExecutionRequest, Failure, Job, Origin, Status, StatusSink, Target,
-    admission::{Active, Admission, Book, Pending},
+    admission::{Active, Admission, Book, Handouts, Pending},
     run::Admitter,
 };
 use crate::{
@@ -55,16 +55,62 @@ impl Admitter for Shared {
         self.failures.record(uid, instance_id, failure.label(), message);
     }
 
-    fn release(&self, id: u64, uid: &Arc<str>) {
+    fn release(&self, id: u64, uid: &Arc<str>, ran: Duration) {
         let mut book = lock(&self.book);
         book.active.remove(&id);
-        let now = book.release(&self.limits, uid);
-        if !now.is_empty() {
+        let handouts = book.release(&self.limits, uid, ran);
+        if !handouts.now.is_empty() {
             metrics::hot().queued.set(book.waiting() as f64);
         }
         drop(book);
-        for pending in now {
+        self.hand_out(handouts);
+    }
+
+    fn promote(&self, uid: &Arc<str>, bytes: usize) {
+        let mut book = lock(&self.book);
+        book.promote(uid, bytes);
+        metrics::hot().queued.set(book.waiting() as f64);
+    }
+
+    fn requeue(&self, pending: Pending) {
+        let now = lock(&self.book).requeue(&self.limits, pending);
+        self.hand_out(Handouts {
+            now,
+            ..Handouts::default()
+        });
+    }
+
+    fn promote_granted(&self, uid: &Arc<str>, bytes: usize) {
+        let mut book = lock(&self.book);
+        book.promote_granted(uid, bytes);
+        metrics::hot().queued.set(book.waiting() as f64);
+    }
+
+    fn ungrant(&self, uid: &Arc<str>) {
+        let now = lock(&self.book).ungrant(&self.limits, uid);
+        self.hand_out(Handouts {
+            now,
+            ..Handouts::default()
+        });
+    }
+}
+
+impl Shared {
+    /// Dispatches what the book handed out (outside its lock: a runtime
+    /// may call back into it).
+    fn hand_out(&self, handouts: Handouts) {
+        for pending in handouts.now {
             pending.dispatch();
+        }
+        for pending in handouts.ahead {
+            if let Some(pending) = pending.dispatch_ahead() {
+                pending.requeue();
+            }
+        }
+        for (runtime, uid) in handouts.grants {
+            if !runtime.grant(&uid) {
+                self.ungrant(&uid);
+            }
         }
     }
 }
@@ -127,6 +173,14 @@ impl Executor {
             Admission::Waiting => {
                 book.active.insert(id, active);
                 metrics::hot().queued.set(book.waiting() as f64);
+            }
+            Admission::Ahead(pending) => {
+                book.active.insert(id, active);
+                metrics::hot().queued.set(book.waiting() as f64);
+                drop(book);
+                if let Some(pending) = pending.dispatch_ahead() {
+                    pending.requeue();
+                }
             }
             Admission::Refused(pending, refusal) => {
                 drop(book);

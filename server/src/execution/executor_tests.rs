@@ -52,6 +52,12 @@ struct Version {
     /// The instance ids handed to any version of the test, in order.
     dispatched: Arc<Mutex<Vec<String>>>,
     retired: AtomicBool,
+    /// Whether it takes executions ahead, as a worker process does.
+    takes_ahead: bool,
+    /// The executions handed ahead, by instance id.
+    ahead: Mutex<HashMap<String, Pending>>,
+    /// Slots granted to it, for these node uids.
+    grants: Mutex<Vec<Arc<str>>>,
 }
 
 impl LibraryRuntime for Version {
@@ -72,6 +78,26 @@ impl LibraryRuntime for Version {
     fn retire(&self) -> bool {
         self.retired.store(true, Ordering::SeqCst);
         false
+    }
+
+    fn hands_ahead(&self) -> bool {
+        self.takes_ahead
+    }
+
+    fn execute_ahead(&self, pending: Pending) -> Option<Pending> {
+        let instance = pending.job().request.instance_id.clone();
+        lock(&self.ahead).insert(instance, pending);
+        None
+    }
+
+    fn grant(&self, uid: &Arc<str>) -> bool {
+        let waiting = lock(&self.ahead)
+            .values()
+            .any(|pending| pending.job().execution.uid() == uid);
+        if waiting {
+            lock(&self.grants).push(Arc::clone(uid));
+        }
+        waiting
     }
 }
 
@@ -100,6 +126,72 @@ impl Version {
 
     fn complete(&self, instance: &str) {
         self.run(instance, Ok(r#"{"out":[1]}"#));
+    }
+
+    /// The instance ids waiting ahead here, sorted.
+    fn ahead(&self) -> Vec<String> {
+        let mut ahead: Vec<String> = lock(&self.ahead).keys().cloned().collect();
+        ahead.sort();
+        ahead
+    }
+
+    fn take_ahead(&self, instance: &str) -> Pending {
+        lock(&self.ahead)
+            .remove(instance)
+            .unwrap_or_else(|| panic!("`{instance}` was not handed ahead to this version"))
+    }
+
+    /// As a worker does: `returned` returns, and `next`, handed ahead,
+    /// starts in its slot.
+    fn transfer(&self, returned: &str, next: &str) {
+        let pending = self.take_ahead(next);
+        pending.job().execution.promote(pending.bytes());
+        self.complete(returned);
+        lock(&self.jobs).insert(next.to_owned(), pending_job(pending));
+    }
+
+    /// As a worker does: `next`, handed ahead, starts in a slot granted.
+    fn start_granted(&self, next: &str) {
+        let pending = self.take_ahead(next);
+        let uid = Arc::clone(pending.job().execution.uid());
+        let mut grants = lock(&self.grants);
+        let at = grants
+            .iter()
+            .position(|granted| *granted == uid)
+            .expect("a slot was granted");
+        grants.remove(at);
+        drop(grants);
+        pending.job().execution.promote_granted(pending.bytes());
+        lock(&self.jobs).insert(next.to_owned(), pending_job(pending));
+    }
+
+    /// As a worker does when nothing waits ahead for a granted slot.
+    fn release_grant(&self, admitter_of: &str) {
+        let uid = lock(&self.grants).pop().expect("a slot was granted");
+        let admitter = lock(&self.ahead)[admitter_of].job().execution.admitter();
+        admitter.ungrant(&uid);
+    }
+
+    /// As the process backend does with what a worker gives back.
+    fn give_back(&self, instance: &str) {
+        let pending = self.take_ahead(instance);
+        let execution = Arc::clone(&pending.job().execution);
+        if execution.is_aborted() {
+            execution.promote(pending.bytes());
+            execution.reject(Failure::Aborted, ABORTED.to_owned());
+        } else {
+            pending.requeue();
+        }
+    }
+}
+
+/// The job of an execution handed ahead.
+fn pending_job(pending: Pending) -> Job {
+    let job = pending.job();
+    Job {
+        node_index: job.node_index,
+        request: job.request.clone(),
+        execution: Arc::clone(&job.execution),
     }
 }
 
@@ -139,10 +231,26 @@ impl Server {
     /// Serves a new version of `uid` (replacing the one served) with the
     /// node at `node_index`.
     fn serve(&self, uid: &str, node_index: u32) -> Arc<Version> {
+        self.serve_version(uid, node_index, false)
+    }
+
+    /// Serves `uid` from a version that takes executions ahead, its node
+    /// measured short by one run (`warm-up`).
+    fn serve_short_ahead(&self, uid: &str) -> Arc<Version> {
+        let version = self.serve_version(uid, 0, true);
+        self.start(uid, "warm-up");
+        version.complete("warm-up");
+        version
+    }
+
+    fn serve_version(&self, uid: &str, node_index: u32, takes_ahead: bool) -> Arc<Version> {
         let version = Arc::new(Version {
             jobs: Mutex::default(),
             dispatched: Arc::clone(&self.dispatched),
             retired: AtomicBool::new(false),
+            takes_ahead,
+            ahead: Mutex::default(),
+            grants: Mutex::default(),
         });
         let target = Target {
             uid: uid.into(),
@@ -477,4 +585,101 @@ fn a_withdrawn_version_still_served_ends_the_execution_instead_of_looping() {
     a.retire();
     a.complete("a1");
     assert_eq!(queued.kinds(), ["error:unknown_node"]);
+}
+
+// Executions handed ahead (a worker process's short nodes).
+
+#[test]
+fn beyond_the_free_slots_a_short_nodes_executions_go_ahead_and_start_in_slots_that_free_in_its_worker() {
+    let server = Server::new(2, 10);
+    let a = server.serve_short_ahead("a");
+    let heard: Vec<Arc<Heard>> = ["a1", "a2", "a3", "a4"]
+        .into_iter()
+        .map(|instance| server.start("a", instance))
+        .collect();
+    assert_eq!(server.dispatched(), ["warm-up", "a1", "a2"], "two slots");
+    assert_eq!(a.ahead(), ["a3", "a4"], "the rest wait in the worker, without a slot");
+    // a1 returns and a3 starts in its slot, in the worker: no slot frees.
+    a.transfer("a1", "a3");
+    let late = server.start("a", "a5");
+    assert_eq!(a.ahead(), ["a4", "a5"], "both slots are still taken (a2, a3)");
+    // a2 returns with nothing started in its slot: the slot is granted to
+    // the worker holding a's executions ahead, which starts one in it.
+    a.complete("a2");
+    a.start_granted("a4");
+    a.complete("a3");
+    a.start_granted("a5");
+    a.complete("a4");
+    a.complete("a5");
+    for heard in heard.iter().chain([&late]) {
+        assert_eq!(heard.kinds(), ["running", "complete"]);
+    }
+    assert_eq!(server.executor.active_count(), 0);
+    // No slot was lost: two start at once again.
+    server.start("a", "a6");
+    server.start("a", "a7");
+    assert_eq!(&server.dispatched()[3..], ["a6", "a7"]);
+}
+
+#[test]
+fn an_execution_given_back_waits_for_a_slot_and_an_aborted_one_ends_once() {
+    let server = Server::new(1, 10);
+    let a = server.serve_short_ahead("a");
+    server.start("a", "a1");
+    let given_back = server.start("a", "a2");
+    let aborted = server.start("a", "a3");
+    assert_eq!(a.ahead(), ["a2", "a3"]);
+    drop(server.executor.stop_instance("a3"));
+    a.give_back("a3");
+    assert_eq!(aborted.kinds(), ["error:aborted"], "one final status");
+    a.give_back("a2");
+    assert_eq!(server.dispatched(), ["warm-up", "a1"], "a2 waits: a1 holds the slot");
+    a.complete("a1");
+    assert_eq!(server.dispatched(), ["warm-up", "a1", "a2"], "then it takes the slot");
+    assert!(a.ahead().is_empty());
+    a.complete("a2");
+    assert_eq!(given_back.kinds(), ["running", "complete"]);
+    assert_eq!(server.executor.active_count(), 0);
+}
+
+#[test]
+fn a_granted_slot_that_comes_back_unused_is_free_again() {
+    let server = Server::new(1, 10);
+    let a = server.serve_short_ahead("a");
+    server.start("a", "a1");
+    server.start("a", "a2");
+    a.complete("a1");
+    // The worker had nothing left for it (say a2 was given back meanwhile).
+    a.release_grant("a2");
+    a.give_back("a2");
+    assert_eq!(server.dispatched(), ["warm-up", "a1", "a2"], "a2 took the free slot");
+    a.complete("a2");
+    assert_eq!(server.executor.active_count(), 0);
+}
+
+#[test]
+fn nothing_goes_ahead_while_another_node_waits_for_a_slot() {
+    let server = Server::new(2, 10);
+    let a = server.serve_short_ahead("a");
+    let b = server.serve("b", 0);
+    server.start("a", "a1");
+    server.start("a", "a2");
+    server.start("b", "b1");
+    server.start("b", "b2");
+    server.start("a", "a3");
+    assert!(
+        a.ahead().is_empty(),
+        "b waits for a slot: a3 waits its turn in the server"
+    );
+    // (b1 took b's fair slot: a1's return brings the count back to two.)
+    a.complete("a1");
+    b.complete("b1");
+    assert_eq!(
+        server.dispatched(),
+        ["warm-up", "a1", "a2", "b1", "b2"],
+        "b's turn first"
+    );
+    a.complete("a2");
+    assert_eq!(server.dispatched().last().map(String::as_str), Some("a3"));
+    assert!(a.ahead().is_empty());
 }

@@ -14,7 +14,7 @@ use std::{
 
 use serde_json::value::RawValue;
 
-use super::{ABORTED, Failure, Status, StatusSink};
+use super::{ABORTED, Failure, Status, StatusSink, admission::Pending};
 use crate::{lock, metrics};
 
 /// Where an execution request came from, for its span (logs, traces).
@@ -84,6 +84,31 @@ pub trait LibraryRuntime: Send + Sync {
     /// for a library that stays mapped in the server's process).
     fn retire(&self) -> bool;
 
+    /// Whether it may be handed executions ahead (see
+    /// [`super::admission`]): only a runtime whose worker starts one in the
+    /// slot of an execution of the same node that returns.
+    fn hands_ahead(&self) -> bool {
+        false
+    }
+
+    /// Hands an execution ahead, without a slot; returns it when it
+    /// cannot take it now. It reports through the execution as `execute`
+    /// does, after [`Execution::promote`] when it began, or gives it back
+    /// with [`Pending::requeue`] unstarted.
+    #[must_use]
+    fn execute_ahead(&self, pending: Pending) -> Option<Pending> {
+        Some(pending)
+    }
+
+    /// A slot freed for node `uid`, whose executions wait ahead here: has
+    /// the worker holding them start the first one in it (it reports
+    /// through [`Execution::promote_granted`], or gives the slot back with
+    /// the admitter's `ungrant`). False when none waits here: the slot is
+    /// freed at once.
+    fn grant(&self, _uid: &Arc<str>) -> bool {
+        false
+    }
+
     /// Whether it can run executions now or soon (a worker is up or
     /// restarting); false once it failed for good.
     fn is_up(&self) -> bool {
@@ -141,9 +166,23 @@ pub(super) trait Admitter: Send + Sync {
     /// Keeps a failed execution for the operator page.
     fn record_failure(&self, uid: &str, instance_id: &str, failure: Failure, message: &str);
 
-    /// Execution `id` of node `uid`, which held a slot, concluded: forgets
-    /// it and hands its slot to the next one waiting.
-    fn release(&self, id: u64, uid: &Arc<str>);
+    /// Execution `id` of node `uid`, which held a slot, concluded after
+    /// `ran`: forgets it and hands its slot to the next one waiting.
+    fn release(&self, id: u64, uid: &Arc<str>, ran: Duration);
+
+    /// An execution of `uid` handed ahead (`bytes` of request) began: it
+    /// holds a slot now (see [`super::admission`]).
+    fn promote(&self, uid: &Arc<str>, bytes: usize);
+
+    /// An execution handed ahead came back unstarted: it waits for a slot.
+    fn requeue(&self, pending: Pending);
+
+    /// An execution of `uid` handed ahead began in a slot granted to its
+    /// worker (counted running already).
+    fn promote_granted(&self, uid: &Arc<str>, bytes: usize);
+
+    /// A slot granted for `uid` came back unused.
+    fn ungrant(&self, uid: &Arc<str>);
 }
 
 /// One admitted execution: its abort flag, its sink, and its place in the
@@ -368,7 +407,24 @@ impl Execution {
         }
         self.count(&status);
         self.finish(status);
-        self.admitter.release(self.id, &self.uid);
+        self.admitter.release(self.id, &self.uid, started.elapsed());
+    }
+
+    /// What admitted it.
+    pub(super) fn admitter(&self) -> Arc<dyn Admitter> {
+        Arc::clone(&self.admitter)
+    }
+
+    /// Handed ahead, it began in the slot of one that returned: it holds
+    /// a slot from now (call [`begin`](Self::begin) next).
+    pub(super) fn promote(&self, bytes: usize) {
+        self.admitter.promote(&self.uid, bytes);
+    }
+
+    /// Handed ahead, it began in a slot granted to its worker (call
+    /// [`begin`](Self::begin) next).
+    pub(super) fn promote_granted(&self, bytes: usize) {
+        self.admitter.promote_granted(&self.uid, bytes);
     }
 
     /// Counts the outcome in the metrics.

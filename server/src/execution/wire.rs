@@ -50,6 +50,15 @@ pub(crate) enum ToWorker {
     Abort {
         id: u64,
     },
+    /// A slot for `node`: start the first execution waiting ahead for it
+    /// ([`FromWorker::Began`]), or give the slot back
+    /// ([`FromWorker::Released`]) when none waits.
+    Start {
+        node: u32,
+    },
+    /// Give back every execution handed ahead and not begun
+    /// ([`FromWorker::Returned`]): the worker is draining.
+    ReturnAhead,
     /// Run the shutdown hook, answer, exit.
     Shutdown,
     /// The answer to [`FromWorker::HostCall`] `call`: JSON and bytes, or a
@@ -78,6 +87,12 @@ pub(crate) struct ExecuteFrame {
     pub inputs: String,
     pub parameters: String,
     pub graph_node: String,
+    /// Handed ahead, without a slot: the worker starts it only in the slot
+    /// of an execution of the same node that returns (its `Done` names it
+    /// as `next`) or in one granted by [`ToWorker::Start`], and gives it
+    /// back ([`FromWorker::Returned`]) when its node does not run inline,
+    /// or when it is told to abort it or drains.
+    pub ahead: bool,
 }
 
 /// What a worker loaded.
@@ -113,6 +128,22 @@ pub(crate) enum FromWorker {
         id: u64,
         outcome: Result<String, String>,
         message: Option<String>,
+        /// The execution handed ahead that the worker started in this
+        /// one's slot (it began when this one returned).
+        next: Option<u64>,
+    },
+    /// Executions handed ahead that the worker gives back unstarted.
+    Returned {
+        ids: Vec<u64>,
+    },
+    /// It started execution `id`, handed ahead, in a slot granted by
+    /// [`ToWorker::Start`].
+    Began {
+        id: u64,
+    },
+    /// A slot granted for `node` by [`ToWorker::Start`], unused.
+    Released {
+        node: u32,
     },
     /// A node of execution `id` calls a host service (NanoCore): a JSON
     /// `Call` and its bytes; answered by [`ToWorker::HostReply`] `call`.

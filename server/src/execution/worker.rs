@@ -10,9 +10,12 @@
 //! without waking another one.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     io::{Read, Write},
-    os::{fd::FromRawFd, unix::net::UnixStream},
+    os::{
+        fd::{AsRawFd, FromRawFd},
+        unix::net::UnixStream,
+    },
     process::ExitCode,
     sync::{
         Arc, Mutex,
@@ -126,12 +129,8 @@ impl Incoming {
     /// The next message; `None` when the server closed the channel.
     fn next(&mut self) -> anyhow::Result<Option<ToWorker>> {
         loop {
-            if let Some(frame) = self.codec.decode(&mut self.buffer)? {
-                // The library comes in one large frame; do not keep its buffer.
-                if self.buffer.is_empty() && self.buffer.capacity() > wire::LARGE_BUFFER {
-                    self.buffer = BytesMut::new();
-                }
-                return Ok(Some(wire::decode::<ToWorker>(&frame)?));
+            if let Some(message) = self.buffered()? {
+                return Ok(Some(message));
             }
             let n = match self.stream.read(&mut self.chunk) {
                 Ok(n) => n,
@@ -142,6 +141,35 @@ impl Incoming {
                 return Ok(None);
             }
             self.buffer.extend_from_slice(&self.chunk[..n]);
+        }
+    }
+
+    /// The next message already read, if a whole one is.
+    fn buffered(&mut self) -> anyhow::Result<Option<ToWorker>> {
+        let Some(frame) = self.codec.decode(&mut self.buffer)? else {
+            return Ok(None);
+        };
+        // The library comes in one large frame; do not keep its buffer.
+        if self.buffer.is_empty() && self.buffer.capacity() > wire::LARGE_BUFFER {
+            self.buffer = BytesMut::new();
+        }
+        Ok(Some(wire::decode::<ToWorker>(&frame)?))
+    }
+
+    /// Reads what the channel holds now, without waiting (the end of file
+    /// or an error is left to [`next`](Self::next)).
+    fn read_ready(&mut self) {
+        // SAFETY: a non-blocking recv into a buffer this struct owns, of its length.
+        let n = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                self.chunk.as_mut_ptr().cast(),
+                self.chunk.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            self.buffer.extend_from_slice(&self.chunk[..n as usize]);
         }
     }
 }
@@ -211,6 +239,11 @@ fn run_worker_loop(stream: UnixStream, threads: usize) -> anyhow::Result<()> {
         incoming: Mutex::new(incoming),
         generation: AtomicU64::new(0),
         inline: Inline::new(node_count),
+        slots: Mutex::new(Slots {
+            running: vec![0; node_count],
+            ahead: (0..node_count).map(|_| VecDeque::new()).collect(),
+        }),
+        deferred: Mutex::default(),
     });
     let watch = Arc::clone(&shared);
     std::thread::Builder::new()
@@ -238,6 +271,33 @@ struct Shared {
     /// the current one too long, and a new thread takes over reading.
     generation: AtomicU64,
     inline: Inline,
+    /// Taken before `running` when both are.
+    slots: Mutex<Slots>,
+    /// Messages read while a node ran inline, handled after it by the
+    /// reading thread.
+    deferred: Mutex<VecDeque<ToWorker>>,
+}
+
+/// Per node: how many of its executions run here, and those handed ahead
+/// (see [`ExecuteFrame::ahead`]) that wait for one of them to return and
+/// leave its slot.
+struct Slots {
+    running: Vec<usize>,
+    ahead: Vec<VecDeque<ExecuteFrame>>,
+}
+
+impl Slots {
+    /// Takes every execution waiting ahead for `node` (all nodes: `None`).
+    fn take_ahead(&mut self, node: Option<usize>) -> Vec<u64> {
+        let queues: Vec<&mut VecDeque<ExecuteFrame>> = match node {
+            Some(node) => self.ahead.get_mut(node).into_iter().collect(),
+            None => self.ahead.iter_mut().collect(),
+        };
+        queues
+            .into_iter()
+            .flat_map(|queue| queue.drain(..).map(|frame| frame.id))
+            .collect()
+    }
 }
 
 /// Short nodes run on the thread that read their frame: handing each to a
@@ -307,6 +367,65 @@ impl Inline {
 }
 
 impl Shared {
+    /// Gives the server back what waits ahead for `node` (every node: `None`).
+    fn give_back(&self, node: Option<usize>) {
+        let ids = lock(&self.slots).take_ahead(node);
+        if !ids.is_empty() {
+            self.channel.send(&FromWorker::Returned { ids });
+        }
+    }
+
+    /// An execution of `node` returned: the next one waiting ahead for it
+    /// takes its slot (and the abort flag it runs with), else the slot is
+    /// given back to the server.
+    /// On the reading thread (`reader`: its generation), what the channel
+    /// holds is read first: an execution handed ahead there takes the slot
+    /// without a round trip through the server.
+    fn next_in_slot(
+        self: &Arc<Self>,
+        node: usize,
+        reader: Option<u64>,
+    ) -> anyhow::Result<Option<(ExecuteFrame, Arc<AtomicBool>)>> {
+        if let Some(generation) = reader
+            && lock(&self.slots).ahead.get(node).is_some_and(VecDeque::is_empty)
+        {
+            self.poll_channel(generation)?;
+        }
+        let mut slots = lock(&self.slots);
+        if let Some(frame) = slots.ahead.get_mut(node).and_then(VecDeque::pop_front) {
+            let aborted = Arc::new(AtomicBool::new(false));
+            lock(&self.running).insert(frame.id, Arc::clone(&aborted));
+            return Ok(Some((frame, aborted)));
+        }
+        if let Some(running) = slots.running.get_mut(node) {
+            *running = running.saturating_sub(1);
+        }
+        Ok(None)
+    }
+
+    /// Reads what the channel holds, without waiting: executions handed
+    /// ahead are queued now, the rest waits for the reading loop.
+    fn poll_channel(self: &Arc<Self>, generation: u64) -> anyhow::Result<()> {
+        let mut polled = Vec::new();
+        {
+            let mut incoming = lock(&self.incoming);
+            if self.generation.load(Ordering::Acquire) != generation {
+                return Ok(());
+            }
+            incoming.read_ready();
+            while let Some(message) = incoming.buffered()? {
+                polled.push(message);
+            }
+        }
+        for message in polled {
+            match message {
+                ToWorker::Execute(frame) if frame.ahead => execute(self, frame, None)?,
+                other => lock(&self.deferred).push_back(other),
+            }
+        }
+        Ok(())
+    }
+
     /// Sends `node` back to the pool for good.
     fn demote(&self, node: usize) {
         if let Some(average) = self.inline.average_ns.get(node) {
@@ -341,7 +460,10 @@ impl Shared {
             {
                 continue;
             }
-            self.demote(self.inline.node.load(Ordering::Relaxed) as usize);
+            let node = self.inline.node.load(Ordering::Relaxed) as usize;
+            self.demote(node);
+            // They would wait for the run that blocks: they may run elsewhere.
+            self.give_back(Some(node));
             let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
             let shared = Arc::clone(&self);
             let spawned = std::thread::Builder::new()
@@ -364,22 +486,54 @@ impl Shared {
 /// reader; returns when another thread took over reading.
 fn read_frames(shared: &Arc<Shared>, generation: u64) -> anyhow::Result<()> {
     loop {
-        let message = {
-            let mut incoming = lock(&shared.incoming);
-            if shared.generation.load(Ordering::Acquire) != generation {
-                return Ok(());
+        let deferred = lock(&shared.deferred).pop_front();
+        let message = match deferred {
+            Some(message) => Some(message),
+            None => {
+                let mut incoming = lock(&shared.incoming);
+                if shared.generation.load(Ordering::Acquire) != generation {
+                    return Ok(());
+                }
+                incoming.next()?
             }
-            incoming.next()?
         };
         match message {
-            Some(ToWorker::Execute(frame)) => execute(shared, frame)?,
+            Some(ToWorker::Execute(frame)) => execute(shared, frame, Some(generation))?,
             // Answered here, on the thread that reads the channel; a node
             // that runs here long hands reading to another thread, so a
             // busy worker is never taken for a stalled one.
             Some(ToWorker::Ping { seq }) => shared.channel.send(&FromWorker::Pong { seq }),
             Some(ToWorker::Abort { id }) => {
-                if let Some(flag) = lock(&shared.running).get(&id) {
+                let mut slots = lock(&shared.slots);
+                let waiting = slots
+                    .ahead
+                    .iter_mut()
+                    .find_map(|queue| queue.iter().position(|f| f.id == id).map(|at| queue.remove(at)));
+                if waiting.is_some() {
+                    drop(slots);
+                    shared.channel.send(&FromWorker::Returned { ids: vec![id] });
+                } else if let Some(flag) = lock(&shared.running).get(&id) {
                     flag.store(true, Ordering::SeqCst);
+                }
+            }
+            Some(ToWorker::ReturnAhead) => shared.give_back(None),
+            Some(ToWorker::Start { node }) => {
+                let node = node as usize;
+                let mut slots = lock(&shared.slots);
+                let first = slots.ahead.get_mut(node).and_then(VecDeque::pop_front);
+                match first {
+                    Some(frame) => {
+                        slots.running[node] += 1;
+                        let aborted = Arc::new(AtomicBool::new(false));
+                        lock(&shared.running).insert(frame.id, Arc::clone(&aborted));
+                        drop(slots);
+                        shared.channel.send(&FromWorker::Began { id: frame.id });
+                        start(shared, frame, aborted, Some(generation))?;
+                    }
+                    None => {
+                        drop(slots);
+                        shared.channel.send(&FromWorker::Released { node: node as u32 });
+                    }
                 }
             }
             Some(ToWorker::HostReply { call, outcome }) => {
@@ -408,37 +562,91 @@ fn read_frames(shared: &Arc<Shared>, generation: u64) -> anyhow::Result<()> {
     }
 }
 
-/// Runs one execution: here, if its node is short, else on the pool.
-fn execute(shared: &Arc<Shared>, frame: ExecuteFrame) -> anyhow::Result<()> {
+/// Takes one execution: runs it here if its node is short, else on the
+/// pool; one handed ahead waits for a slot of its node (or goes back).
+/// `reader`: the generation of the reading thread calling it, if it is one.
+fn execute(shared: &Arc<Shared>, frame: ExecuteFrame, reader: Option<u64>) -> anyhow::Result<()> {
+    let node = frame.node_index as usize;
+    {
+        let mut slots = lock(&shared.slots);
+        let Some(running) = slots.running.get_mut(node) else {
+            anyhow::bail!("the server sent node {node}, which this library does not have");
+        };
+        if !frame.ahead {
+            *running += 1;
+        } else if shared.inline.runs_inline(node) {
+            // A short node: it starts when one returns, or in a granted slot.
+            slots.ahead[node].push_back(frame);
+            return Ok(());
+        } else {
+            drop(slots);
+            shared.channel.send(&FromWorker::Returned { ids: vec![frame.id] });
+            return Ok(());
+        }
+    }
     let aborted = Arc::new(AtomicBool::new(false));
     lock(&shared.running).insert(frame.id, Arc::clone(&aborted));
-    let node = frame.node_index as usize;
-    if shared.inline.runs_inline(node) {
+    start(shared, frame, aborted, reader)
+}
+
+/// Runs an execution that has a slot, and each one that takes the slot
+/// after it: here while its node is short, else on the pool.
+fn start(
+    shared: &Arc<Shared>,
+    frame: ExecuteFrame,
+    aborted: Arc<AtomicBool>,
+    reader: Option<u64>,
+) -> anyhow::Result<()> {
+    let mut next = Some((frame, aborted));
+    while let Some((frame, aborted)) = next.take() {
+        let node = frame.node_index as usize;
+        if !shared.inline.runs_inline(node) {
+            let for_pool = Arc::clone(shared);
+            let work = pool::Work::Other(Box::new(move || {
+                let mut next = Some((frame, aborted));
+                while let Some((frame, aborted)) = next.take() {
+                    match run_and_answer(&for_pool, frame, aborted, None) {
+                        Ok((took, after)) => {
+                            for_pool.inline.record(node, took);
+                            next = after;
+                        }
+                        Err(err) => {
+                            eprintln!("nano-server worker: {err:#}");
+                            std::process::exit(1);
+                        }
+                    }
+                }
+            }));
+            if shared.pool.submit(work).is_err() {
+                anyhow::bail!("no thread to run a node");
+            }
+            return Ok(());
+        }
         shared.inline.node.store(node as u64, Ordering::Relaxed);
         shared.inline.begun.fetch_add(1, Ordering::Relaxed);
         shared.inline.since_ns.store(shared.inline.now_ns(), Ordering::Release);
-        let took = run_and_answer(shared, frame, aborted);
+        let (took, after) = run_and_answer(shared, frame, aborted, reader)?;
         // Zero it unless the watcher did (then this node was sent back).
         if shared.inline.since_ns.swap(0, Ordering::AcqRel) != 0 {
             shared.inline.record(node, took);
         }
-        return Ok(());
-    }
-    let for_pool = Arc::clone(shared);
-    let work = pool::Work::Other(Box::new(move || {
-        let took = run_and_answer(&for_pool, frame, aborted);
-        for_pool.inline.record(node, took);
-    }));
-    if shared.pool.submit(work).is_err() {
-        anyhow::bail!("no thread to run a node");
+        next = after;
     }
     Ok(())
 }
 
 /// Runs the node of `frame` on this thread and sends its result; how long
-/// the node ran.
-fn run_and_answer(shared: &Shared, frame: ExecuteFrame, aborted: Arc<AtomicBool>) -> Duration {
+/// the node ran, and the execution that takes its slot.
+type Next = Option<(ExecuteFrame, Arc<AtomicBool>)>;
+
+fn run_and_answer(
+    shared: &Arc<Shared>,
+    frame: ExecuteFrame,
+    aborted: Arc<AtomicBool>,
+    reader: Option<u64>,
+) -> anyhow::Result<(Duration, Next)> {
     let id = frame.id;
+    let node = frame.node_index as usize;
     let host = WorkerHost {
         id,
         aborted,
@@ -449,12 +657,14 @@ fn run_and_answer(shared: &Shared, frame: ExecuteFrame, aborted: Arc<AtomicBool>
     let outcome = run_node(shared.module, frame, &host);
     let took = started.elapsed();
     lock(&shared.running).remove(&id);
+    let next = shared.next_in_slot(node, reader)?;
     host.channel.send(&FromWorker::Done {
         id,
         outcome,
         message: None,
+        next: next.as_ref().map(|(frame, _)| frame.id),
     });
-    took
+    Ok((took, next))
 }
 
 /// Runs one node on this pool thread until it returns.

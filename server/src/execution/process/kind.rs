@@ -52,6 +52,12 @@ pub(crate) trait WorkerKind: Send + Sync + 'static {
     fn outputs_any_json(&self) -> bool {
         false
     }
+
+    /// Whether its workers take executions handed ahead (see
+    /// [`ExecuteFrame::ahead`](crate::execution::wire::ExecuteFrame::ahead)).
+    fn hands_ahead(&self) -> bool {
+        false
+    }
 }
 
 /// The server's own binary as a worker, loading a Rust plugin library.
@@ -104,6 +110,10 @@ impl WorkerKind for Native {
 
     fn max_to_worker(&self) -> usize {
         wire::MAX_TO_WORKER
+    }
+
+    fn hands_ahead(&self) -> bool {
+        true
     }
 
     fn max_from_worker(&self) -> usize {

@@ -18,7 +18,7 @@ use super::{
     worker::{SHUTDOWN_HOOK_TIMEOUT, Worker, WorkerContext, WorkerOwner},
 };
 use crate::{
-    execution::{Failure, HookOutcome, Job, LibraryRuntime, wire},
+    execution::{Failure, HookOutcome, Job, LibraryRuntime, admission::Pending, wire},
     loader::LoadError,
     lock, metrics,
 };
@@ -339,6 +339,23 @@ impl LibraryRuntime for ProcessLibrary {
                 });
             }
         }
+    }
+
+    fn hands_ahead(&self) -> bool {
+        self.context.kind.hands_ahead()
+    }
+
+    fn execute_ahead(&self, pending: Pending) -> Option<Pending> {
+        let worker = lock(&self.state).pick(Worker::live);
+        match worker {
+            Some(worker) => worker.run_ahead(pending),
+            None => Some(pending),
+        }
+    }
+
+    fn grant(&self, uid: &Arc<str>) -> bool {
+        let worker = lock(&self.state).pick(Worker::live);
+        worker.is_some_and(|worker| worker.grant(uid))
     }
 
     /// Runs in every worker; the first failure is the outcome.

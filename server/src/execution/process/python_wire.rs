@@ -205,7 +205,8 @@ pub(crate) fn hello(project_root: &Path, path: &str, source: &[u8]) -> Bytes {
 /// which this protocol folds into its `hello` (sent for `Load`).
 pub(crate) fn encode(project_root: &Path, message: &ToWorker) -> Option<Bytes> {
     Some(match message {
-        ToWorker::Hello { .. } => return None,
+        // Python workers are never handed executions ahead.
+        ToWorker::Hello { .. } | ToWorker::ReturnAhead | ToWorker::Start { .. } => return None,
         ToWorker::Load { path, bytes } => hello(project_root, path, bytes),
         ToWorker::Execute(frame) => execute(frame),
         ToWorker::Abort { id } => to_frame(&Out::Abort { id: *id }),
@@ -299,16 +300,19 @@ pub(crate) fn decode(frame: &[u8]) -> Result<FromWorker, String> {
                     id,
                     outcome: Ok(outputs.map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned())),
                     message,
+                    next: None,
                 },
                 Outcome::Error => FromWorker::Done {
                     id,
                     outcome: Err(message.ok_or_else(|| format!("an `error` for execution {id} without a message"))?),
                     message: None,
+                    next: None,
                 },
                 Outcome::Aborted => FromWorker::Done {
                     id,
                     outcome: Err(crate::execution::ABORTED.to_owned()),
                     message: None,
+                    next: None,
                 },
             }
         }

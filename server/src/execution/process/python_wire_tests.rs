@@ -45,6 +45,7 @@ fn execute_embeds_the_request_json_and_names_the_node_by_uid() {
         inputs: r#"{"text":["hi"]}"#.to_owned(),
         parameters: r#"[{"name":"p","value":1}]"#.to_owned(),
         graph_node: r#"{"id":1}"#.to_owned(),
+        ahead: false,
     }));
     assert_eq!(
         execute,
@@ -126,7 +127,7 @@ fn done_status_and_call_decode_and_bad_frames_are_violations() {
         json!({"type": "done", "id": 1, "outcome": "complete", "outputs": null}),
     ))
     .unwrap();
-    assert!(matches!(done, FromWorker::Done { id: 1, outcome: Ok(ref o), message: None } if o == "null"));
+    assert!(matches!(done, FromWorker::Done { id: 1, outcome: Ok(ref o), message: None, next: None } if o == "null"));
     let own = decode(&frame(
         json!({"type": "done", "id": 1, "outcome": "complete", "outputs": {"a": 1}, "message": "mine"}),
     ))

@@ -129,7 +129,7 @@ pub(crate) async fn supervise(owner: Arc<dyn WorkerOwner>, worker: Arc<Worker>, 
     metrics::gauge!(metrics::WORKERS).decrement(1.0);
     worker.context.kind.clean_up(worker.pid);
     let crashed = exit.is_crash();
-    let inflight = worker.live();
+    let inflight = worker.in_flight();
     if crashed {
         tracing::error!(
             library = %label,

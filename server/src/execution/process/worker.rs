@@ -27,6 +27,8 @@ use super::{exit::WorkerExit, kind::WorkerKind};
 use crate::{
     execution::{
         ABORTED, Execution, Failure, HookOutcome, Job, ProcessSettings, Running,
+        admission::Pending,
+        run::Admitter,
         wire::{self, ExecuteFrame, FromWorker, ToWorker},
     },
     lock,
@@ -86,6 +88,15 @@ pub(crate) struct Worker {
     exited: watch::Sender<bool>,
     shutdown_reply: Mutex<Option<std::sync::mpsc::Sender<HookOutcome>>>,
     heartbeat: Mutex<Heartbeat>,
+    /// Slots granted to it ([`ToWorker::Start`]) and not yet used or given back.
+    grants: Mutex<Vec<Grant>>,
+}
+
+/// A slot granted to a worker for a node's executions ahead.
+struct Grant {
+    node: u32,
+    uid: Arc<str>,
+    admitter: Arc<dyn Admitter>,
 }
 
 /// The worker's heartbeat: one ping at a time, and when it went out.
@@ -98,6 +109,16 @@ struct Heartbeat {
 struct InFlight {
     execution: Arc<Execution>,
     running: Option<Running>,
+    /// Handed ahead and not begun: what goes back to its lane if the worker
+    /// gives it back or ends.
+    ahead: Option<Pending>,
+}
+
+impl InFlight {
+    /// Whether the worker still owes its result (it runs, or may start it).
+    fn owed(&self) -> bool {
+        self.running.is_some() || self.ahead.is_some()
+    }
 }
 
 #[derive(Default)]
@@ -134,6 +155,7 @@ impl Worker {
             exited: watch::Sender::new(false),
             shutdown_reply: Mutex::new(None),
             heartbeat: Mutex::default(),
+            grants: Mutex::default(),
         })
     }
 
@@ -219,6 +241,7 @@ impl Worker {
                 InFlight {
                     execution: Arc::clone(&execution),
                     running: Some(running),
+                    ahead: None,
                 },
             );
         }
@@ -251,8 +274,153 @@ impl Worker {
             inputs: request.inputs,
             parameters: request.parameters,
             graph_node: request.graph_node,
+            ahead: false,
         }));
         None
+    }
+
+    /// Hands an execution ahead (see [`crate::execution::admission`]); gives
+    /// it back when this worker cannot take it (draining, shut, or gone).
+    #[must_use]
+    pub(crate) fn run_ahead(self: &Arc<Self>, pending: Pending) -> Option<Pending> {
+        let job = pending.job();
+        let execution = Arc::clone(&job.execution);
+        let id = execution.id();
+        let frame = ExecuteFrame {
+            id,
+            node_index: job.node_index,
+            uid: Arc::clone(execution.uid()),
+            instance_id: job.request.instance_id.clone(),
+            inputs: job.request.inputs.clone(),
+            parameters: job.request.parameters.clone(),
+            graph_node: job.request.graph_node.clone(),
+            ahead: true,
+        };
+        {
+            // Under the gate: a drain either sees it in flight or refuses it.
+            let gate = lock(&self.gate);
+            if gate.closed || self.is_draining() || self.is_ending() {
+                return Some(pending);
+            }
+            lock(&self.inflight).insert(
+                id,
+                InFlight {
+                    execution: Arc::clone(&execution),
+                    running: None,
+                    ahead: Some(pending),
+                },
+            );
+        }
+        if self.has_exited() {
+            // Its supervisor may have missed this one.
+            return lock(&self.inflight).remove(&id).and_then(|f| f.ahead);
+        }
+        let worker = Arc::downgrade(self);
+        execution.on_abort(Box::new(move || {
+            if let Some(worker) = worker.upgrade() {
+                worker.abort(id);
+            }
+        }));
+        let _ = self.to_worker.send(ToWorker::Execute(frame));
+        None
+    }
+
+    /// A slot freed for node `uid`, whose executions wait ahead here: asks
+    /// the worker to start one in it. False when none waits here.
+    pub(crate) fn grant(&self, uid: &Arc<str>) -> bool {
+        let node = {
+            let gate = lock(&self.gate);
+            if gate.closed || self.is_draining() || self.is_ending() || self.has_exited() {
+                return false;
+            }
+            let inflight = lock(&self.inflight);
+            let Some(pending) = inflight
+                .values()
+                .filter_map(|f| f.ahead.as_ref())
+                .find(|pending| pending.job().execution.uid() == uid)
+            else {
+                return false;
+            };
+            let node = pending.job().node_index;
+            // Under the in-flight lock: see `fail_inflight`.
+            lock(&self.grants).push(Grant {
+                node,
+                uid: Arc::clone(uid),
+                admitter: pending.job().execution.admitter(),
+            });
+            node
+        };
+        self.send(ToWorker::Start { node });
+        true
+    }
+
+    /// Takes back a slot granted for `node`.
+    fn take_grant(&self, node: u32) -> Result<Grant, String> {
+        let mut grants = lock(&self.grants);
+        let at = grants
+            .iter()
+            .position(|grant| grant.node == node)
+            .ok_or_else(|| format!("used a slot for node {node}, which it was not granted"))?;
+        Ok(grants.swap_remove(at))
+    }
+
+    /// The worker started `id`, handed ahead, in the slot of one that
+    /// returned, or in a slot granted to it (`granted`): it holds that
+    /// slot from now.
+    fn begin_ahead(&self, id: u64, granted: bool) -> Result<(), String> {
+        let pending = lock(&self.inflight)
+            .get_mut(&id)
+            .and_then(|f| f.ahead.take())
+            .ok_or_else(|| format!("started execution {id}, which it was not handed ahead"))?;
+        let execution = Arc::clone(&pending.job().execution);
+        if granted {
+            self.take_grant(pending.job().node_index)?;
+            execution.promote_granted(pending.bytes());
+        } else {
+            execution.promote(pending.bytes());
+        }
+        drop(pending);
+        // None: it was aborted meanwhile (its final status went out, its
+        // slot is free again); the worker's result is dropped.
+        let Some(running) = execution.begin() else {
+            return Ok(());
+        };
+        let unclaimed = match lock(&self.inflight).get_mut(&id) {
+            Some(f) => {
+                f.running = Some(running);
+                None
+            }
+            None => Some(running),
+        };
+        if let Some(running) = unclaimed {
+            // The worker ended meanwhile, failing what it held.
+            execution.end(
+                running,
+                Err((
+                    Failure::Crashed,
+                    format!("node crashed: the worker for {} exited", self.context.label),
+                )),
+            );
+        }
+        Ok(())
+    }
+
+    /// The worker gave back executions handed ahead, unstarted: each waits
+    /// for a slot again (an aborted one just ends).
+    fn take_back(self: &Arc<Self>, ids: &[u64]) -> Result<(), String> {
+        for &id in ids {
+            let pending = {
+                let mut inflight = lock(&self.inflight);
+                match inflight.get(&id) {
+                    Some(f) if f.ahead.is_some() => inflight.remove(&id).and_then(|f| f.ahead),
+                    _ => None,
+                }
+            }
+            .ok_or_else(|| format!("gave back execution {id}, which it was not handed ahead"))?;
+            give_back(pending);
+        }
+        let _ = self.finish_if_idle();
+        Ok(())
     }
 
     /// Draining and idle (nothing running, nothing being handed over):
@@ -302,8 +470,14 @@ impl Worker {
         });
     }
 
-    /// Executions still running a node (not counting hung ones).
+    /// Executions still running a node, or handed ahead (not counting
+    /// hung ones).
     pub(crate) fn live(&self) -> usize {
+        lock(&self.inflight).values().filter(|f| f.owed()).count()
+    }
+
+    /// Executions running a node now (not those handed ahead).
+    pub(crate) fn in_flight(&self) -> usize {
         lock(&self.inflight).values().filter(|f| f.running.is_some()).count()
     }
 
@@ -335,6 +509,10 @@ impl Worker {
     pub(crate) fn drain(self: &Arc<Self>) {
         if self.draining.swap(true, Ordering::SeqCst) || self.finish_if_idle() {
             return;
+        }
+        if self.context.kind.hands_ahead() {
+            // What waits in it for a slot may run on another worker.
+            self.send(ToWorker::ReturnAhead);
         }
         let worker = Arc::downgrade(self);
         let limit = self.context.settings.drain;
@@ -391,11 +569,26 @@ impl Worker {
         self.kill.notify_one();
     }
 
-    /// Ends every execution still waiting for this worker with `message`.
+    /// Ends every execution still waiting for this worker with `message`;
+    /// those handed ahead never began, so they wait for a slot again, and
+    /// the slots granted to it are freed.
     pub(crate) fn fail_inflight(&self, failure: Failure, message: String) {
         let inflight: Vec<InFlight> = lock(&self.inflight).drain().map(|(_, f)| f).collect();
-        for InFlight { execution, running } in inflight {
-            if let Some(running) = running {
+        // After the drain: `grant` adds under the in-flight lock, and only
+        // for an execution still in it.
+        let grants = std::mem::take(&mut *lock(&self.grants));
+        for grant in grants {
+            grant.admitter.ungrant(&grant.uid);
+        }
+        for InFlight {
+            execution,
+            running,
+            ahead,
+        } in inflight
+        {
+            if let Some(pending) = ahead {
+                give_back(pending);
+            } else if let Some(running) = running {
                 execution.end(running, Err((failure, message.clone())));
             }
         }
@@ -423,8 +616,17 @@ impl Worker {
                     execution.node_status(&json);
                 }
             }
-            FromWorker::Done { id, outcome, message } => {
-                let InFlight { execution, running } = lock(&self.inflight)
+            FromWorker::Done {
+                id,
+                outcome,
+                message,
+                next,
+            } => {
+                // Before this one's slot is released, so none other takes it.
+                if let Some(next) = next {
+                    self.begin_ahead(next, false)?;
+                }
+                let InFlight { execution, running, .. } = lock(&self.inflight)
                     .remove(&id)
                     .ok_or_else(|| format!("a result for execution {id}, which it was not given"))?;
                 if self.host_calls.load(Ordering::Relaxed) && self.owner.strong_count() > 0 {
@@ -484,6 +686,12 @@ impl Worker {
                     });
                 });
             }
+            FromWorker::Returned { ids } => self.take_back(&ids)?,
+            FromWorker::Began { id } => self.begin_ahead(id, true)?,
+            FromWorker::Released { node } => {
+                let grant = self.take_grant(node)?;
+                grant.admitter.ungrant(&grant.uid);
+            }
             FromWorker::Pong { seq } => {
                 let mut heartbeat = lock(&self.heartbeat);
                 match heartbeat.awaiting {
@@ -499,6 +707,19 @@ impl Worker {
             other => return Err(format!("unexpected message {other:?}")),
         }
         Ok(())
+    }
+}
+
+/// An execution handed ahead came back unstarted: it waits for a slot
+/// again, or ends if it was aborted meanwhile.
+fn give_back(pending: Pending) {
+    crate::metrics::hot().given_back.increment(1);
+    let execution = Arc::clone(&pending.job().execution);
+    if execution.is_aborted() {
+        execution.promote(pending.bytes());
+        execution.reject(Failure::Aborted, ABORTED.to_owned());
+    } else {
+        pending.requeue();
     }
 }
 
