@@ -12,8 +12,9 @@ use std::{
 
 use super::{
     ABORTED, AdmissionLimits, Execution, ExecutionRequest, Failure, Job, Origin, Status, StatusSink, Target,
-    admission::{Active, Admission, Book, Handouts, Pending},
+    admission::{Active, Admission, Book, Handouts},
     run::Admitter,
+    run::Pending,
 };
 use crate::{
     failures::{FailureLog, FailureRecord},

@@ -14,7 +14,7 @@ use std::{
 
 use serde_json::value::RawValue;
 
-use super::{ABORTED, Failure, Status, StatusSink, admission::Pending};
+use super::{ABORTED, Failure, Status, StatusSink};
 use crate::{lock, metrics};
 
 /// Where an execution request came from, for its span (logs, traces).
@@ -151,6 +151,66 @@ impl Job {
                 ),
             ),
         }
+    }
+}
+
+/// An admitted execution not yet handed to its runtime (or handed ahead).
+pub struct Pending {
+    pub(super) runtime: Arc<dyn LibraryRuntime>,
+    pub(super) job: Job,
+    pub(super) bytes: usize,
+    /// It was handed ahead and given back: it waits for a slot now.
+    pub(super) returned: bool,
+}
+
+impl Pending {
+    pub(super) fn new(runtime: Arc<dyn LibraryRuntime>, job: Job) -> Self {
+        let request = &job.request;
+        let bytes = request.inputs.len() + request.parameters.len() + request.graph_node.len();
+        Self {
+            runtime,
+            job,
+            bytes,
+            returned: false,
+        }
+    }
+
+    /// Hands the execution, which has a slot now, to its runtime.
+    pub(super) fn dispatch(self) {
+        self.runtime.execute(self.job);
+    }
+
+    /// Hands the execution ahead to its runtime; returns it when the
+    /// runtime cannot take it now.
+    #[must_use]
+    pub(super) fn dispatch_ahead(self) -> Option<Self> {
+        let runtime = Arc::clone(&self.runtime);
+        let refused = runtime.execute_ahead(self);
+        if refused.is_none() {
+            metrics::hot().handed_ahead.increment(1);
+        }
+        refused
+    }
+
+    /// The execution.
+    pub(super) fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// What it counts against `max_queued_bytes`.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Handed ahead (or about to be), it came back unstarted: it waits for
+    /// a slot again.
+    pub(super) fn requeue(self) {
+        let admitter = self.job.execution.admitter();
+        admitter.requeue(self);
+    }
+
+    pub(super) fn may_go_ahead(&self) -> bool {
+        !self.returned && self.runtime.hands_ahead()
     }
 }
 

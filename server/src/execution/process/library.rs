@@ -18,7 +18,7 @@ use super::{
     worker::{SHUTDOWN_HOOK_TIMEOUT, Worker, WorkerContext, WorkerOwner},
 };
 use crate::{
-    execution::{Failure, HookOutcome, Job, LibraryRuntime, admission::Pending, wire},
+    execution::{Failure, HookOutcome, Job, LibraryRuntime, run::Pending, wire},
     loader::LoadError,
     lock, metrics,
 };

@@ -27,8 +27,8 @@ use super::{exit::WorkerExit, kind::WorkerKind};
 use crate::{
     execution::{
         ABORTED, Execution, Failure, HookOutcome, Job, ProcessSettings, Running,
-        admission::Pending,
         run::Admitter,
+        run::Pending,
         wire::{self, ExecuteFrame, FromWorker, ToWorker},
     },
     lock,
