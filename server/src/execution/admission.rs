@@ -234,7 +234,18 @@ impl Book {
         }
         let now = self.take_ready(limits);
         let ahead = self.take_ahead(limits, uid);
-        let grants = self.take_grant(limits, uid).into_iter().collect();
+        let mut grants: Vec<_> = self.take_grant(limits, uid).into_iter().collect();
+        if grants.is_empty() && self.ready.is_empty() && self.running < limits.max_concurrent {
+            // Work-conserving: a slot nobody waits for in the server goes
+            // to another node's executions ahead.
+            let others: Vec<Arc<str>> = self
+                .lanes
+                .iter()
+                .filter(|(other, lane)| *other != uid && lane.ahead > lane.granted)
+                .map(|(other, _)| Arc::clone(other))
+                .collect();
+            grants.extend(others.iter().find_map(|other| self.take_grant(limits, other)));
+        }
         Handouts { now, ahead, grants }
     }
 

@@ -683,3 +683,20 @@ fn nothing_goes_ahead_while_another_node_waits_for_a_slot() {
     assert_eq!(server.dispatched().last().map(String::as_str), Some("a3"));
     assert!(a.ahead().is_empty());
 }
+
+#[test]
+fn a_slot_another_node_frees_goes_to_executions_waiting_ahead() {
+    let server = Server::new(2, 10);
+    let a = server.serve_short_ahead("a");
+    let b = server.serve("b", 0);
+    server.start("a", "a1");
+    server.start("b", "b1");
+    let ahead = server.start("a", "a2");
+    assert_eq!(a.ahead(), ["a2"]);
+    b.complete("b1");
+    a.start_granted("a2");
+    a.complete("a2");
+    a.complete("a1");
+    assert_eq!(ahead.kinds(), ["running", "complete"]);
+    assert_eq!(server.executor.active_count(), 0);
+}
