@@ -21,7 +21,11 @@
 //! slot that frees there would idle for a round trip to the server (its
 //! result in, the next execution out) before it is used again. So a short
 //! node's waiting executions may be handed to its worker *ahead*, without a
-//! slot, while its lane runs and no other lane waits: the worker starts one
+//! slot, while its lane runs and no other lane waits. They go when one of
+//! its executions returns ([`Book::release`]), with what that return
+//! dispatches: handing each ahead as it arrives cost a write and a worker
+//! wake-up per execution, which made HTTP load (one request per connection)
+//! 10% more expensive for nothing. The worker starts one
 //! in the slot of an execution of the same node that returns, and the
 //! server counts it running from then ([`Book::promote`]). A slot that
 //! frees in the server while its lane has executions ahead is *granted* to
@@ -162,9 +166,6 @@ pub(super) enum Admission {
     Now(Pending),
     /// It waits in its node's lane.
     Waiting,
-    /// It waits, handed ahead to its runtime: dispatch it with
-    /// [`Pending::dispatch_ahead`].
-    Ahead(Pending),
     /// The server is full: refused, and why.
     Refused(Pending, String),
 }
@@ -181,7 +182,6 @@ impl Book {
             return Admission::Refused(pending, refusal);
         }
         let node_limit = limits.node_limit(uid);
-        let others_wait = !self.ready.is_empty();
         // Lanes stay once made (one per node uid that was ever served), so
         // the common case neither clones the uid nor inserts.
         if !self.lanes.contains_key(uid) {
@@ -206,11 +206,6 @@ impl Book {
         self.accepted += 1;
         self.waiting += 1;
         self.waiting_bytes += pending.bytes;
-        if !others_wait && lane.waiting.is_empty() && lane.takes_ahead(limits) && pending.may_go_ahead() {
-            lane.ahead += 1;
-            lane.ahead_to = Some(Arc::clone(&pending.runtime));
-            return Admission::Ahead(pending);
-        }
         lane.waiting.push_back(pending);
         if lane.running < node_limit && !lane.ready {
             lane.ready = true;
@@ -275,8 +270,11 @@ impl Book {
         }
     }
 
-    /// A slot granted for `uid` came back unused: it is free again.
-    pub fn ungrant(&mut self, limits: &AdmissionLimits, uid: &Arc<str>) -> Vec<Pending> {
+    /// A slot granted for `uid` came back unused: it is free again, for
+    /// what waits in the server or, if `regrant`, for executions of `uid`
+    /// still ahead (handed while the grant was out: the return that freed
+    /// a slot found it taken by the grant, so this is their only chance).
+    pub fn ungrant(&mut self, limits: &AdmissionLimits, uid: &Arc<str>, regrant: bool) -> Handouts {
         self.running -= 1;
         if let Some(lane) = self.lanes.get_mut(uid) {
             lane.granted -= 1;
@@ -286,7 +284,17 @@ impl Book {
                 self.ready.push_back(Arc::clone(uid));
             }
         }
-        self.take_ready(limits)
+        let now = self.take_ready(limits);
+        let grants = if regrant {
+            self.take_grant(limits, uid).into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        Handouts {
+            now,
+            ahead: Vec::new(),
+            grants,
+        }
     }
 
     /// Tops up what lane `uid` has handed ahead, while no other lane waits.

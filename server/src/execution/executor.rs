@@ -88,11 +88,8 @@ impl Admitter for Shared {
     }
 
     fn ungrant(&self, uid: &Arc<str>) {
-        let now = lock(&self.book).ungrant(&self.limits, uid);
-        self.hand_out(Handouts {
-            now,
-            ..Handouts::default()
-        });
+        let handouts = lock(&self.book).ungrant(&self.limits, uid, true);
+        self.hand_out(handouts);
     }
 }
 
@@ -110,7 +107,10 @@ impl Shared {
         }
         for (runtime, uid) in handouts.grants {
             if !runtime.grant(&uid) {
-                self.ungrant(&uid);
+                // None waits there after all: the slot is free (granting it
+                // again would ask the same runtime again).
+                let handouts = lock(&self.book).ungrant(&self.limits, &uid, false);
+                self.hand_out(handouts);
             }
         }
     }
@@ -174,14 +174,6 @@ impl Executor {
             Admission::Waiting => {
                 book.active.insert(id, active);
                 metrics::hot().queued.set(book.waiting() as f64);
-            }
-            Admission::Ahead(pending) => {
-                book.active.insert(id, active);
-                metrics::hot().queued.set(book.waiting() as f64);
-                drop(book);
-                if let Some(pending) = pending.dispatch_ahead() {
-                    pending.requeue();
-                }
             }
             Admission::Refused(pending, refusal) => {
                 drop(book);

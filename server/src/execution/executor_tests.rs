@@ -15,6 +15,7 @@ use std::{
 
 use super::*;
 use crate::{
+    execution::run::Admitter,
     execution::{HookOutcome, LibraryRuntime},
     lock,
 };
@@ -45,6 +46,9 @@ impl Heard {
     }
 }
 
+/// A slot granted for a node uid, and what granted it.
+type Granted = (Arc<str>, Arc<dyn Admitter>);
+
 /// A library version that keeps the jobs handed to it until the test takes
 /// them; once retired it redirects them, as the real runtimes do.
 struct Version {
@@ -56,8 +60,8 @@ struct Version {
     takes_ahead: bool,
     /// The executions handed ahead, by instance id.
     ahead: Mutex<HashMap<String, Pending>>,
-    /// Slots granted to it, for these node uids.
-    grants: Mutex<Vec<Arc<str>>>,
+    /// Slots granted to it, for these node uids, and by what.
+    grants: Mutex<Vec<Granted>>,
 }
 
 impl LibraryRuntime for Version {
@@ -91,13 +95,15 @@ impl LibraryRuntime for Version {
     }
 
     fn grant(&self, uid: &Arc<str>) -> bool {
-        let waiting = lock(&self.ahead)
+        let admitter = lock(&self.ahead)
             .values()
-            .any(|pending| pending.job().execution.uid() == uid);
-        if waiting {
-            lock(&self.grants).push(Arc::clone(uid));
-        }
-        waiting
+            .find(|pending| pending.job().execution.uid() == uid)
+            .map(|pending| pending.job().execution.admitter());
+        let Some(admitter) = admitter else {
+            return false;
+        };
+        lock(&self.grants).push((Arc::clone(uid), admitter));
+        true
     }
 }
 
@@ -157,7 +163,7 @@ impl Version {
         let mut grants = lock(&self.grants);
         let at = grants
             .iter()
-            .position(|granted| *granted == uid)
+            .position(|(granted, _)| *granted == uid)
             .expect("a slot was granted");
         grants.remove(at);
         drop(grants);
@@ -166,9 +172,8 @@ impl Version {
     }
 
     /// As a worker does when nothing waits ahead for a granted slot.
-    fn release_grant(&self, admitter_of: &str) {
-        let uid = lock(&self.grants).pop().expect("a slot was granted");
-        let admitter = lock(&self.ahead)[admitter_of].job().execution.admitter();
+    fn release_grant(&self) {
+        let (uid, admitter) = lock(&self.grants).pop().expect("a slot was granted");
         admitter.ungrant(&uid);
     }
 
@@ -593,32 +598,37 @@ fn a_withdrawn_version_still_served_ends_the_execution_instead_of_looping() {
 fn beyond_the_free_slots_a_short_nodes_executions_go_ahead_and_start_in_slots_that_free_in_its_worker() {
     let server = Server::new(2, 10);
     let a = server.serve_short_ahead("a");
-    let heard: Vec<Arc<Heard>> = ["a1", "a2", "a3", "a4"]
+    let heard: Vec<Arc<Heard>> = ["a1", "a2", "a3", "a4", "a5"]
         .into_iter()
         .map(|instance| server.start("a", instance))
         .collect();
     assert_eq!(server.dispatched(), ["warm-up", "a1", "a2"], "two slots");
-    assert_eq!(a.ahead(), ["a3", "a4"], "the rest wait in the worker, without a slot");
-    // a1 returns and a3 starts in its slot, in the worker: no slot frees.
-    a.transfer("a1", "a3");
-    let late = server.start("a", "a5");
-    assert_eq!(a.ahead(), ["a4", "a5"], "both slots are still taken (a2, a3)");
-    // a2 returns with nothing started in its slot: the slot is granted to
-    // the worker holding a's executions ahead, which starts one in it.
-    a.complete("a2");
-    a.start_granted("a4");
+    assert!(a.ahead().is_empty(), "they go ahead with what a return dispatches");
+    a.complete("a1");
+    assert_eq!(server.dispatched(), ["warm-up", "a1", "a2", "a3"], "a3 took a1's slot");
+    assert_eq!(a.ahead(), ["a4", "a5"], "the rest wait in the worker, without a slot");
+    // a2 returns and a4 starts in its slot, in the worker: no slot frees.
+    a.transfer("a2", "a4");
+    let late = server.start("a", "a6");
+    assert_eq!(server.dispatched().len(), 4, "both slots are still taken (a3, a4)");
+    // a3 returns: a6, waiting in the server, takes its slot.
     a.complete("a3");
-    a.start_granted("a5");
+    assert_eq!(server.dispatched().last().map(String::as_str), Some("a6"));
+    // a4 returns with nothing started in its slot and nothing waiting in
+    // the server: the slot is granted to the worker holding a5, which
+    // starts it there.
     a.complete("a4");
+    a.start_granted("a5");
     a.complete("a5");
+    a.complete("a6");
     for heard in heard.iter().chain([&late]) {
         assert_eq!(heard.kinds(), ["running", "complete"]);
     }
     assert_eq!(server.executor.active_count(), 0);
     // No slot was lost: two start at once again.
-    server.start("a", "a6");
     server.start("a", "a7");
-    assert_eq!(&server.dispatched()[3..], ["a6", "a7"]);
+    server.start("a", "a8");
+    assert_eq!(&server.dispatched()[5..], ["a7", "a8"]);
 }
 
 #[test]
@@ -626,18 +636,28 @@ fn an_execution_given_back_waits_for_a_slot_and_an_aborted_one_ends_once() {
     let server = Server::new(1, 10);
     let a = server.serve_short_ahead("a");
     server.start("a", "a1");
-    let given_back = server.start("a", "a2");
-    let aborted = server.start("a", "a3");
-    assert_eq!(a.ahead(), ["a2", "a3"]);
-    drop(server.executor.stop_instance("a3"));
-    a.give_back("a3");
-    assert_eq!(aborted.kinds(), ["error:aborted"], "one final status");
-    a.give_back("a2");
-    assert_eq!(server.dispatched(), ["warm-up", "a1"], "a2 waits: a1 holds the slot");
+    server.start("a", "a2");
+    let given_back = server.start("a", "a3");
+    let aborted = server.start("a", "a4");
     a.complete("a1");
-    assert_eq!(server.dispatched(), ["warm-up", "a1", "a2"], "then it takes the slot");
-    assert!(a.ahead().is_empty());
+    assert_eq!(a.ahead(), ["a3", "a4"]);
+    drop(server.executor.stop_instance("a4"));
+    a.give_back("a4");
+    assert_eq!(aborted.kinds(), ["error:aborted"], "one final status");
+    a.give_back("a3");
+    assert_eq!(
+        server.dispatched(),
+        ["warm-up", "a1", "a2"],
+        "a3 waits: a2 holds the slot"
+    );
     a.complete("a2");
+    assert_eq!(
+        server.dispatched(),
+        ["warm-up", "a1", "a2", "a3"],
+        "then it takes the slot"
+    );
+    assert!(a.ahead().is_empty(), "given back, it never goes ahead again");
+    a.complete("a3");
     assert_eq!(given_back.kinds(), ["running", "complete"]);
     assert_eq!(server.executor.active_count(), 0);
 }
@@ -648,12 +668,21 @@ fn a_granted_slot_that_comes_back_unused_is_free_again() {
     let a = server.serve_short_ahead("a");
     server.start("a", "a1");
     server.start("a", "a2");
+    server.start("a", "a3");
     a.complete("a1");
-    // The worker had nothing left for it (say a2 was given back meanwhile).
-    a.release_grant("a2");
-    a.give_back("a2");
-    assert_eq!(server.dispatched(), ["warm-up", "a1", "a2"], "a2 took the free slot");
+    assert_eq!(a.ahead(), ["a3"]);
     a.complete("a2");
+    // The worker gave a3 back (say it was drained) before the grant came:
+    // a3 waits for a slot, which the grant holds until it comes back.
+    a.give_back("a3");
+    assert_eq!(server.dispatched(), ["warm-up", "a1", "a2"]);
+    a.release_grant();
+    assert_eq!(
+        server.dispatched(),
+        ["warm-up", "a1", "a2", "a3"],
+        "a3 took the free slot"
+    );
+    a.complete("a3");
     assert_eq!(server.executor.active_count(), 0);
 }
 
@@ -667,12 +696,13 @@ fn nothing_goes_ahead_while_another_node_waits_for_a_slot() {
     server.start("b", "b1");
     server.start("b", "b2");
     server.start("a", "a3");
-    assert!(
-        a.ahead().is_empty(),
-        "b waits for a slot: a3 waits its turn in the server"
-    );
+    server.start("a", "a4");
     // (b1 took b's fair slot: a1's return brings the count back to two.)
     a.complete("a1");
+    assert!(
+        a.ahead().is_empty(),
+        "b waits for a slot: a's wait their turn in the server"
+    );
     b.complete("b1");
     assert_eq!(
         server.dispatched(),
@@ -681,7 +711,6 @@ fn nothing_goes_ahead_while_another_node_waits_for_a_slot() {
     );
     a.complete("a2");
     assert_eq!(server.dispatched().last().map(String::as_str), Some("a3"));
-    assert!(a.ahead().is_empty());
 }
 
 #[test]
@@ -691,12 +720,42 @@ fn a_slot_another_node_frees_goes_to_executions_waiting_ahead() {
     let b = server.serve("b", 0);
     server.start("a", "a1");
     server.start("b", "b1");
-    let ahead = server.start("a", "a2");
-    assert_eq!(a.ahead(), ["a2"]);
-    b.complete("b1");
-    a.start_granted("a2");
-    a.complete("a2");
+    server.start("a", "a2");
+    let ahead = server.start("a", "a3");
     a.complete("a1");
+    assert_eq!(a.ahead(), ["a3"]);
+    b.complete("b1");
+    a.start_granted("a3");
+    a.complete("a3");
+    a.complete("a2");
     assert_eq!(ahead.kinds(), ["running", "complete"]);
+    assert_eq!(server.executor.active_count(), 0);
+}
+
+#[test]
+fn a_granted_slot_that_comes_back_goes_to_an_execution_handed_ahead_meanwhile() {
+    let server = Server::new(2, 10);
+    let a = server.serve_short_ahead("a");
+    for instance in ["a1", "a2", "a3", "a4", "a5"] {
+        server.start("a", instance);
+    }
+    a.complete("a1");
+    assert_eq!(a.ahead(), ["a4", "a5"]);
+    // a3 returns with nothing started in its slot: it is granted (for a5).
+    a.complete("a3");
+    let late = server.start("a", "a6");
+    // Before the grant arrives, a2 returns and a5 starts in its slot; that
+    // return hands a6 ahead, but the grant holds the free slot.
+    a.transfer("a2", "a5");
+    assert_eq!(a.ahead(), ["a4", "a6"]);
+    a.transfer("a5", "a4");
+    assert_eq!(a.ahead(), ["a6"]);
+    // The grant found nothing waiting (a4 and a5 were taken by returns):
+    // it comes back, and the slot is granted again, for a6.
+    a.release_grant();
+    a.start_granted("a6");
+    a.complete("a4");
+    a.complete("a6");
+    assert_eq!(late.kinds(), ["running", "complete"]);
     assert_eq!(server.executor.active_count(), 0);
 }

@@ -297,7 +297,8 @@ impl Worker {
             ahead: true,
         };
         {
-            // Under the gate: a drain either sees it in flight or refuses it.
+            // Under the gate: a drain either sees it in flight or refuses
+            // it, and a `Start` granted for it goes after it.
             let gate = lock(&self.gate);
             if gate.closed || self.is_draining() || self.is_ending() {
                 return Some(pending);
@@ -310,6 +311,7 @@ impl Worker {
                     ahead: Some(pending),
                 },
             );
+            let _ = self.to_worker.send(ToWorker::Execute(frame));
         }
         if self.has_exited() {
             // Its supervisor may have missed this one.
@@ -321,7 +323,6 @@ impl Worker {
                 worker.abort(id);
             }
         }));
-        let _ = self.to_worker.send(ToWorker::Execute(frame));
         None
     }
 
