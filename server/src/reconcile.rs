@@ -189,11 +189,13 @@ impl Reconciler {
         // project's shared modules; a group, all of its members'.
         let (bytes, hash) = if unit.is_group() {
             let bytes = python_groups::manifest(&read);
-            let mut all = bytes.clone();
+            // The manifest, then its members' neighbours, hashed as one.
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            hasher.update(&bytes);
             for member in &unit.members {
-                all.extend_from_slice(&sibling_sources_hash(member).to_le_bytes());
+                hasher.update(&sibling_sources_hash(member).to_le_bytes());
             }
-            (bytes, content_hash(&all) ^ shared_hash)
+            (bytes, hasher.digest() ^ shared_hash)
         } else {
             let (_, bytes) = read.pop().expect("a unit has a member");
             let hash = if is_python_library(path) {
