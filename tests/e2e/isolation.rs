@@ -804,32 +804,41 @@ async fn a_short_nodes_executions_beyond_the_free_slots_go_ahead_to_its_worker_a
 
 #[tokio::test]
 async fn executions_waiting_ahead_in_a_worker_that_dies_run_on_its_replacement() {
-    let server = two_slot_server();
-    let mut client = Client::connect(&server).await;
-    warm_up(&mut client).await;
-    let (pid, _) = server
-        .workers()
-        .into_iter()
-        .find(|(_, library)| library.contains("test_plugin"))
-        .expect("the test plugin's worker");
-    let statuses = burst(&mut client, "crash", 1000, || {
-        // SAFETY: signalling a child process of the test's server.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
-    })
-    .await;
-    each_ended_once(&server, &statuses, 1000).await;
-    let failed: Vec<&Value> = statuses
-        .values()
-        .map(|statuses| final_status(statuses))
-        .filter(|status| status["type"] != "complete")
-        .collect();
-    // Only those holding its two slots were running in it; the ones waiting
-    // ahead there had not begun, and ran on the new worker.
-    assert!(failed.len() <= 2, "{failed:?}");
-    for status in &failed {
-        assert!(status["message"].as_str().unwrap().contains("crashed"), "{status:?}");
+    // Whether executions wait ahead at the moment of the kill depends on
+    // timing (the worker may have caught up): an attempt where none came
+    // back starts again, on a new server.
+    for _attempt in 0..3 {
+        let server = two_slot_server();
+        let mut client = Client::connect(&server).await;
+        warm_up(&mut client).await;
+        let (pid, _) = server
+            .workers()
+            .into_iter()
+            .find(|(_, library)| library.contains("test_plugin"))
+            .expect("the test plugin's worker");
+        let statuses = burst(&mut client, "crash", 1000, || {
+            // SAFETY: signalling a child process of the test's server.
+            assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+        })
+        .await;
+        each_ended_once(&server, &statuses, 1000).await;
+        let failed: Vec<&Value> = statuses
+            .values()
+            .map(|statuses| final_status(statuses))
+            .filter(|status| status["type"] != "complete")
+            .collect();
+        // Only those holding its two slots were running in it; the ones
+        // waiting ahead there had not begun, and ran on the new worker.
+        assert!(failed.len() <= 2, "{failed:?}");
+        for status in &failed {
+            assert!(status["message"].as_str().unwrap().contains("crashed"), "{status:?}");
+        }
+        if server.metric("nano_executions_given_back_total").await > 0.0 {
+            return;
+        }
+        eprintln!("nothing waited ahead in the worker when it was killed; again");
     }
-    assert!(server.metric("nano_executions_given_back_total").await > 0.0);
+    panic!("in 3 attempts nothing waited ahead in the worker when it was killed");
 }
 
 #[tokio::test]
