@@ -179,14 +179,7 @@ impl Version {
 
     /// As the process backend does with what a worker gives back.
     fn give_back(&self, instance: &str) {
-        let pending = self.take_ahead(instance);
-        let execution = Arc::clone(&pending.job().execution);
-        if execution.is_aborted() {
-            execution.promote(pending.bytes());
-            execution.reject(Failure::Aborted, ABORTED.to_owned());
-        } else {
-            pending.requeue();
-        }
+        self.take_ahead(instance).give_back();
     }
 }
 

@@ -209,6 +209,19 @@ impl Pending {
         admitter.requeue(self);
     }
 
+    /// Handed ahead, its worker gave it back unstarted: it waits for a
+    /// slot again, or ends if it was aborted meanwhile.
+    pub(super) fn give_back(self) {
+        metrics::hot().given_back.increment(1);
+        let execution = Arc::clone(&self.job.execution);
+        if execution.is_aborted() {
+            execution.promote(self.bytes);
+            execution.reject(Failure::Aborted, ABORTED.to_owned());
+        } else {
+            self.requeue();
+        }
+    }
+
     pub(super) fn may_go_ahead(&self) -> bool {
         !self.returned && self.runtime.hands_ahead()
     }

@@ -392,15 +392,29 @@ impl Shared {
             self.poll_channel(generation)?;
         }
         let mut slots = lock(&self.slots);
-        if let Some(frame) = slots.ahead.get_mut(node).and_then(VecDeque::pop_front) {
-            let aborted = Arc::new(AtomicBool::new(false));
-            lock(&self.running).insert(frame.id, Arc::clone(&aborted));
-            return Ok(Some((frame, aborted)));
+        if let Some(next) = self.first_ahead(&mut slots, node) {
+            return Ok(Some(next));
         }
         if let Some(running) = slots.running.get_mut(node) {
             *running = running.saturating_sub(1);
         }
         Ok(None)
+    }
+
+    /// Takes the first execution waiting ahead for `node`, with the abort
+    /// flag it runs with (under the `slots` lock, so an abort finds it
+    /// either waiting or running).
+    fn first_ahead(&self, slots: &mut Slots, node: usize) -> Option<(ExecuteFrame, Arc<AtomicBool>)> {
+        let frame = slots.ahead.get_mut(node)?.pop_front()?;
+        let aborted = self.abort_flag(frame.id);
+        Some((frame, aborted))
+    }
+
+    /// The abort flag execution `id` runs with, which an abort sets.
+    fn abort_flag(&self, id: u64) -> Arc<AtomicBool> {
+        let aborted = Arc::new(AtomicBool::new(false));
+        lock(&self.running).insert(id, Arc::clone(&aborted));
+        aborted
     }
 
     /// Reads what the channel holds, without waiting: executions handed
@@ -520,12 +534,9 @@ fn read_frames(shared: &Arc<Shared>, generation: u64) -> anyhow::Result<()> {
             Some(ToWorker::Start { node }) => {
                 let node = node as usize;
                 let mut slots = lock(&shared.slots);
-                let first = slots.ahead.get_mut(node).and_then(VecDeque::pop_front);
-                match first {
-                    Some(frame) => {
+                match shared.first_ahead(&mut slots, node) {
+                    Some((frame, aborted)) => {
                         slots.running[node] += 1;
-                        let aborted = Arc::new(AtomicBool::new(false));
-                        lock(&shared.running).insert(frame.id, Arc::clone(&aborted));
                         drop(slots);
                         shared.channel.send(&FromWorker::Began { id: frame.id });
                         start(shared, frame, aborted, Some(generation))?;
@@ -584,8 +595,7 @@ fn execute(shared: &Arc<Shared>, frame: ExecuteFrame, reader: Option<u64>) -> an
             return Ok(());
         }
     }
-    let aborted = Arc::new(AtomicBool::new(false));
-    lock(&shared.running).insert(frame.id, Arc::clone(&aborted));
+    let aborted = shared.abort_flag(frame.id);
     start(shared, frame, aborted, reader)
 }
 

@@ -418,7 +418,7 @@ impl Worker {
                 }
             }
             .ok_or_else(|| format!("gave back execution {id}, which it was not handed ahead"))?;
-            give_back(pending);
+            pending.give_back();
         }
         let _ = self.finish_if_idle();
         Ok(())
@@ -588,7 +588,7 @@ impl Worker {
         } in inflight
         {
             if let Some(pending) = ahead {
-                give_back(pending);
+                pending.give_back();
             } else if let Some(running) = running {
                 execution.end(running, Err((failure, message.clone())));
             }
@@ -708,19 +708,6 @@ impl Worker {
             other => return Err(format!("unexpected message {other:?}")),
         }
         Ok(())
-    }
-}
-
-/// An execution handed ahead came back unstarted: it waits for a slot
-/// again, or ends if it was aborted meanwhile.
-fn give_back(pending: Pending) {
-    crate::metrics::hot().given_back.increment(1);
-    let execution = Arc::clone(&pending.job().execution);
-    if execution.is_aborted() {
-        execution.promote(pending.bytes());
-        execution.reject(Failure::Aborted, ABORTED.to_owned());
-    } else {
-        pending.requeue();
     }
 }
 
